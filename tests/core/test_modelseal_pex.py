@@ -1,0 +1,43 @@
+"""The tool PEX that `./pants package src/modelseal:modelseal` writes runs on CPython 3.9-3.13."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from core.interpreters import SUPPORTED_MINORS, find_python
+from modelseal import __version__
+
+# Pants builds the pex_binary (a runtime_package_dependency) into the test sandbox.
+MODELSEAL_PEX = Path("modelseal.pex")
+
+
+@pytest.mark.parametrize("minor", SUPPORTED_MINORS, ids=lambda m: f"cpython3.{m}")
+def test_modelseal_pex_runs_on(minor: int) -> None:
+    python = find_python(minor)
+    if python is None:
+        pytest.skip(f"CPython 3.{minor} is not installed on this machine")
+    assert MODELSEAL_PEX.is_file()
+    version = subprocess.run(
+        [python, str(MODELSEAL_PEX), "--version"], capture_output=True, text=True
+    )
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"modelseal {__version__}"
+    # The PEX carries compiled wheels (cryptography and, where needed, cffi) for this interpreter.
+    probe = "import cryptography.hazmat.primitives.asymmetric.ec; print('loaded')"
+    compiled = subprocess.run(
+        [python, str(MODELSEAL_PEX), "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PEX_INTERPRETER": "1"},
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    assert compiled.stdout.strip() == "loaded"
+
+
+def test_this_machine_has_the_default_interpreter() -> None:
+    # The resolve's default interpreter must be found, or every test above could silently skip.
+    assert find_python(11) is not None
