@@ -8,10 +8,13 @@ from pants.engine.rules import Rule
 from pants.engine.target import Target
 from pants.engine.unions import UnionRule
 
+from modelseal_pants import build_info, package, tool, training
+from modelseal_pants.target_types import ModelArtifactTarget, ModelTrainingTarget
+
 
 def target_types() -> Iterable[type[Target]]:
-    return ()
+    return (ModelArtifactTarget, ModelTrainingTarget)
 
 
 def rules() -> Iterable[Rule | UnionRule]:
-    return ()
+    return (*build_info.rules(), *tool.rules(), *training.rules(), *package.rules())

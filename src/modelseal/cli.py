@@ -1,23 +1,36 @@
 """The `modelseal` command line.
 
 Each subcommand is one entry in `COMMANDS`; subcommands that are not implemented yet exist so that
-`--help` shows the whole tool, and fail with exit code 2 and a message saying so.
+`--help` shows the whole tool, and fail with exit code 2 and a message saying so. `manifest` and
+`archive` are steps the Pants rules run in their sandbox; people run the others.
+
+Expected failures are `ModelsealError`s: they are printed as one line on stderr, prefixed with
+`modelseal: error: `, and the process exits with the error's code (docs/formats.md, "Exit codes").
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
 from modelseal import __version__
+from modelseal.archive import write_tar
+from modelseal.atomic import write_atomic
+from modelseal.bundle import read_bundle
+from modelseal.canonical import canonical_json
+from modelseal.errors import EXIT_FAILURE, ModelsealError
+from modelseal.manifest import describe
+from modelseal.spec import BundleSpec
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # argparse's own code for usage errors; also "not available in this version".
 
 Handler = Callable[[argparse.Namespace], int]
+Arguments = Callable[[argparse.ArgumentParser], None]
 
 
 @dataclass(frozen=True)
@@ -25,11 +38,84 @@ class Command:
     name: str
     summary: str
     handler: Handler | None = None  # None: planned, not yet available.
+    arguments: Arguments | None = None
+    description: str | None = None  # For the command's own --help; the summary by default.
+
+
+def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", required=True, metavar="SPEC.json", help="the bundle spec")
+    parser.add_argument("--out", required=True, metavar="manifest.json", help="where to write")
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    with open(args.spec, "rb") as f:
+        spec = BundleSpec.from_bytes(f.read(), source=args.spec)
+    write_atomic(args.out, spec.to_manifest().to_bytes())
+    return EXIT_OK
+
+
+def _archive_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", required=True, metavar="DIR", help="the bundle directory")
+    parser.add_argument("--out", required=True, metavar="FILE.tar", help="where to write")
+    parser.add_argument(
+        "--mtime",
+        required=True,
+        type=int,
+        metavar="EPOCH",
+        help="every entry's modification time, in seconds: the commit's SOURCE_DATE_EPOCH",
+    )
+
+
+def _archive(args: argparse.Namespace) -> int:
+    top = os.path.basename(os.path.normpath(os.path.abspath(args.bundle)))
+    write_tar(args.bundle, args.out, top=top, mtime=args.mtime)
+    return EXIT_OK
+
+
+def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", metavar="BUNDLE_OR_TAR", help="a bundle directory or its .tar")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"manifest": ..., "present": [{"path": ..., "size": ...}]} as canonical JSON',
+    )
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    manifest, present = read_bundle(args.bundle)
+    if args.json:
+        document = {
+            "manifest": manifest.to_json(),
+            "present": [{"path": p.path, "size": p.size} for p in present],
+        }
+        sys.stdout.buffer.write(canonical_json(document))
+    else:
+        sys.stdout.write(describe(manifest, {p.path: p.size for p in present}))
+    sys.stdout.flush()
+    return EXIT_OK
 
 
 COMMANDS: tuple[Command, ...] = (
+    Command(
+        "manifest",
+        "(internal) write a bundle's manifest from a bundle spec",
+        _manifest,
+        _manifest_arguments,
+        "An internal step that the modelseal Pants rules run: write the canonical manifest.json "
+        "of a bundle from the bundle spec the rules wrote (docs/formats.md). Files are not read: "
+        "their digests come from the spec.",
+    ),
     Command("assemble", "assemble a model bundle from a runtime PEX, weights and metadata"),
-    Command("inspect", "show what a bundle or its tar contains"),
+    Command(
+        "archive",
+        "(internal) write a bundle directory as a deterministic tar",
+        _archive,
+        _archive_arguments,
+        "An internal step that the modelseal Pants rules run: write a bundle directory as a tar "
+        "whose bytes depend only on the files' paths and contents and on --mtime "
+        "(docs/formats.md).",
+    ),
+    Command("inspect", "show what a bundle or its tar contains", _inspect, _inspect_arguments),
     Command("sign", "sign a bundle and record the sign step"),
     Command("verify", "verify a bundle's signatures, provenance, digests and policy"),
     Command("run", "verify a bundle, then run its model"),
@@ -49,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modelseal {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
-        sub = subparsers.add_parser(command.name, help=command.summary, description=command.summary)
+        sub = subparsers.add_parser(
+            command.name, help=command.summary, description=command.description or command.summary
+        )
+        if command.arguments is not None:
+            command.arguments(sub)
         sub.set_defaults(command_spec=command)
     return parser
 
@@ -70,4 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    return command.handler(args)
+    try:
+        return command.handler(args)
+    except ModelsealError as e:
+        print(f"modelseal: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        # A file that cannot be read or written: its name and the reason are the whole story.
+        where = e.filename if e.filename is not None else command.name
+        print(f"modelseal: error: {where}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -1,8 +1,17 @@
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from core.bundles import manifest, spec, write_bundle
 from modelseal import __version__
+from modelseal.canonical import canonical_json
 from modelseal.cli import COMMANDS, EXIT_USAGE, main
 
 
@@ -41,3 +50,120 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main(["no-such-command"])
     assert exited.value.code == EXIT_USAGE
     assert "invalid choice" in capsys.readouterr().err
+
+
+# -- the implemented commands -------------------------------------------------------------------
+
+
+def _spec_file(tmp_path: Path, document: dict[str, Any]) -> Path:
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_internal_commands_say_so_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("manifest", "archive"):
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        assert "An internal step that the modelseal Pants rules run" in " ".join(
+            capsys.readouterr().out.split()
+        )
+
+
+def test_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "manifest.json"
+    assert main(["manifest", "--spec", str(_spec_file(tmp_path, spec())), "--out", str(out)]) == 0
+    assert out.read_bytes() == canonical_json(manifest())
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert capsys.readouterr() == ("", "")
+
+
+def test_manifest_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "manifest.json"
+    path = _spec_file(tmp_path, spec(metrics={"accuracy": "high"}))
+    assert main(["manifest", "--spec", str(path), "--out", str(out)]) == 3
+    assert capsys.readouterr().err == (
+        f"modelseal: error: {path}: metrics.accuracy: expected a number, found a string. "
+        "The modelseal Pants rules write this file from the model_artifact target: fix the "
+        "target field it names\n"
+    )
+    assert not out.exists()
+
+
+def test_missing_spec_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec_path = tmp_path / "nope.json"
+    code = main(["manifest", "--spec", str(spec_path), "--out", str(tmp_path / "m.json")])
+    assert code == 1
+    assert capsys.readouterr().err == f"modelseal: error: {spec_path}: No such file or directory\n"
+
+
+def test_manifest_requires_its_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["manifest", "--spec", "x"])
+    assert exited.value.code == EXIT_USAGE
+    assert "the following arguments are required: --out" in capsys.readouterr().err
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    root = tmp_path / "iris-1.0.0"
+    write_bundle(root, {"model.pex": b"pex", "weights/model.json": b"{}"})
+    return root
+
+
+def test_archive_and_inspect(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tar = tmp_path / "iris-1.0.0.tar"
+    assert main(["archive", "--bundle", f"{bundle}/", "--out", str(tar), "--mtime", "7"]) == 0
+    with tarfile.open(tar) as archive:
+        assert archive.getnames()[0] == "iris-1.0.0"
+        assert {m.mtime for m in archive.getmembers()} == {7}
+    capsys.readouterr()
+    assert main(["inspect", str(bundle)]) == 0
+    from_dir = capsys.readouterr().out
+    assert main(["inspect", str(tar)]) == 0
+    assert capsys.readouterr().out == from_dir
+    assert from_dir.startswith("iris 1.0.0\n")
+    assert f"\n  3  {hashlib.sha256(b'pex').hexdigest()[:12]}  model.pex\n" in from_dir
+
+
+def test_inspect_json(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "--json", str(bundle)]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["manifest"] == json.loads((bundle / "manifest.json").read_bytes())
+    assert [p["path"] for p in document["present"]] == [
+        "manifest.json",
+        "model.pex",
+        "weights/model.json",
+    ]
+
+
+def test_inspect_marks_missing_and_extra(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (bundle / "weights/model.json").unlink()
+    (bundle / "weights/other.json").write_bytes(b"{}")
+    assert main(["inspect", str(bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "weights/model.json  MISSING\n" in out
+    assert "weights/other.json  NOT IN MANIFEST\n" in out
+
+
+def test_inspect_unsafe_tar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tar = tmp_path / "evil.tar"
+    with tarfile.open(tar, "w") as archive:
+        info = tarfile.TarInfo("../evil")
+        archive.addfile(info, io.BytesIO(b""))
+    assert main(["inspect", str(tar)]) == 4
+    assert capsys.readouterr().err == (
+        f"modelseal: error: {tar}: ../evil: the path must not contain '..'. This is not an "
+        "archive modelseal wrote: do not install it, re-download it\n"
+    )
+
+
+def test_archive_refuses_symlink(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (bundle / "link").symlink_to("model.pex")
+    code = main(["archive", "--bundle", str(bundle), "--out", f"{bundle}.tar", "--mtime", "0"])
+    assert code == 3
+    assert capsys.readouterr().err.startswith(
+        f"modelseal: error: {bundle / 'link'}: a symbolic link cannot be part of a bundle."
+    )

@@ -17,7 +17,7 @@ import pytest
 
 LAUNCHER_FILES = (
     "pants",
-    "build-support/find-python39.sh",
+    "build-support/find-python.sh",
     "3rdparty/pants/lock.txt",
     "3rdparty/pants/pex-tool.lock",
 )

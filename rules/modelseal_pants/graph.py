@@ -1,0 +1,15 @@
+"""Reading the build graph the way the model rules need it."""
+
+from __future__ import annotations
+
+from pants.engine.addresses import Addresses
+from pants.engine.rules import Get
+from pants.engine.target import Dependencies, DependenciesRequest, Targets
+
+
+async def pex_roots(dependencies: Dependencies) -> Addresses:
+    """The targets a model's PEX is built from: its direct dependencies, target generators (e.g.
+    `python_sources`) replaced by the targets they generate, which carry the `resolve` field
+    that Pants chooses the lock by."""
+    targets = await Get(Targets, DependenciesRequest(dependencies))
+    return Addresses(target.address for target in targets)

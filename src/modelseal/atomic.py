@@ -1,0 +1,48 @@
+"""Write a file completely or not at all.
+
+Pants and people both read the outputs (`manifest.json`, the bundle's tar) by name; a crash or a
+full disk mid-write must not leave a truncated file there that looks like a finished one. So output
+goes to a temporary file in the same directory and is renamed over the target, which is atomic on
+POSIX file systems.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+__all__ = ["atomic_output", "write_atomic"]
+
+# Outputs are meant to be shared and read by others; a temporary file is created 0600.
+OUTPUT_MODE = 0o644
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file that replaces `path` when the block exits normally, and vanishes otherwise."""
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    fd, temporary = tempfile.mkstemp(
+        dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, OUTPUT_MODE)
+        os.replace(temporary, target)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_output(path) as f:
+        f.write(data)

@@ -1,0 +1,115 @@
+"""`./pants package ::` is byte-reproducible across paths, users, clocks, locales and umasks, and
+the example models it writes run, and refuse tampered weights, on every CPython they declare."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from e2e.repo import clone, commit_time, run_pants, shared_cache, tree_digests
+
+from core.interpreters import find_python
+
+EXAMPLES = {
+    # bundle directory -> (declared CPython minors, input, expected labels)
+    "examples.iris/model/iris-1.0.0": (
+        (11,),
+        {"instances": [[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.7, 3.0, 5.2, 2.3]]},
+        ["setosa", "versicolor", "virginica"],
+    ),
+    "examples.sentiment/model/sentiment-0.3.0": (
+        (11, 12, 13),
+        {"texts": ["the food was great", "what an awful movie", "this movie is the worst"]},
+        ["positive", "negative", "negative"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("reproducible")
+    first = clone(root / "a" / "repo")
+    second = clone(root / "elsewhere" / "deeper" / "checkout")
+    base = {"PATH": os.environ["PATH"], "XDG_CACHE_HOME": shared_cache()}
+    if "PYENV_ROOT" in os.environ:
+        base["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
+    (root / "home-a").mkdir()
+    (root / "home-b").mkdir()
+    builds = [
+        (first, {**base, "HOME": str(root / "home-a"), "TZ": "UTC", "LANG": "C.UTF-8",
+                 "USER": "alice"}, 0o022),
+        (second, {**base, "HOME": str(root / "home-b"), "TZ": "Pacific/Kiritimati",
+                  "LANG": "de_DE.UTF-8", "USER": "bob",
+                  "SOURCE_DATE_EPOCH": commit_time(second)}, 0o077),
+    ]
+    for repo, env, umask in builds:
+        # Every process runs again: a cache hit would prove nothing about reproducibility.
+        result = run_pants(repo, "--no-local-cache", "package", "::", env=env, umask=umask)
+        assert result.returncode == 0, result.stderr[-5000:]
+    return first / "dist", second / "dist"
+
+
+def test_every_file_in_dist_is_byte_identical(two_builds: tuple[Path, Path]) -> None:
+    first, second = two_builds
+    digests = tree_digests(first)
+    assert "modelseal.pex" in digests
+    for bundle in EXAMPLES:
+        assert f"{bundle}/manifest.json" in digests
+        assert f"{bundle}.tar" in digests
+    assert digests == tree_digests(second)
+
+
+def test_no_path_or_user_leaks_into_outputs(two_builds: tuple[Path, Path]) -> None:
+    first, _ = two_builds
+    checkout = str(first.parent).encode()
+    for bundle in EXAMPLES:
+        manifest = (first / bundle / "manifest.json").read_bytes()
+        for leak in (checkout, b"alice", b"home-a", b"/tmp/"):
+            assert leak not in manifest
+
+
+@pytest.mark.parametrize("bundle", sorted(EXAMPLES))
+def test_predictions_agree_on_every_declared_cpython(
+    two_builds: tuple[Path, Path], bundle: str
+) -> None:
+    minors, inputs, labels = EXAMPLES[bundle]
+    directory = two_builds[0] / bundle
+    manifest = json.loads((directory / "manifest.json").read_text())
+    declared = " ".join(manifest["runtime"]["interpreter_constraints"])
+    assert declared in ("CPython==3.11.*", "CPython<3.14,>=3.11"), declared
+    outputs = {}
+    for minor in minors:
+        python = find_python(minor)
+        assert python, f"CPython 3.{minor}, which {bundle} declares, is not on this machine"
+        result = subprocess.run(
+            [python, str(directory / "model.pex"), "predict"],
+            input=json.dumps(inputs), capture_output=True, text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs[minor] = json.loads(result.stdout)
+    predicted = outputs[minors[0]]["predictions"]
+    assert [p if isinstance(p, str) else p["label"] for p in predicted] == labels
+    assert all(output == outputs[minors[0]] for output in outputs.values())
+
+
+def test_a_changed_weight_byte_is_refused(
+    two_builds: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bundle = tmp_path / "iris"
+    shutil.copytree(two_builds[0] / "examples.iris/model/iris-1.0.0", bundle)
+    weight = bundle / "weights" / "model.skops"
+    data = bytearray(weight.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weight.write_bytes(bytes(data))
+    result = subprocess.run(
+        [str(find_python(11)), str(bundle / "model.pex"), "predict"],
+        input='{"instances": [[5.1, 3.5, 1.4, 0.2]]}', capture_output=True, text=True,
+    )
+    assert result.returncode == 4
+    assert result.stdout == ""
+    assert "refusing to load" in result.stderr
+    assert "weights/model.skops" in result.stderr

@@ -1,0 +1,284 @@
+"""RuleRunner tests of the modelseal rules: real Pants rules, real PEX builds, the real tool."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from pants.backend.python import register as python_backend
+from pants.backend.python import target_types_rules
+from pants.backend.python.util_rules import pex_from_targets, python_sources
+from pants.build_graph.address import Address
+from pants.core.goals import package as package_goal
+from pants.core.goals.package import BuiltPackage, Package
+from pants.core.target_types import FilesGeneratorTarget, FileTarget
+from pants.core.target_types import rules as core_target_type_rules
+from pants.core.util_rules import system_binaries
+from pants.engine.fs import Digest, DigestContents
+from pants.engine.internals.scheduler import ExecutionError
+from pants.testutil.rule_runner import QueryRule, RuleRunner
+
+from modelseal_pants import register
+from modelseal_pants.build_info import FALLBACK_EPOCH, BuildInfo, BuildInfoRequest
+from modelseal_pants.package import ModelArtifactFieldSet
+from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
+from modelseal_pants.training import TrainedModel, TrainModelRequest
+from plugin.test_pex_through_rule_graph import pex_cli_options
+
+HANDLER = '''\
+import os
+
+
+def load(weights_dir):
+    with open(os.path.join(weights_dir, "nested", "scale.txt")) as f:
+        return float(f.read())
+
+
+def predict(model, inputs):
+    return {"scaled": [x * model for x in inputs["values"]]}
+'''
+
+TRAIN = '''\
+import os
+
+
+def train(data_dir, output_dir, seed, hyperparameters):
+    with open(os.path.join(data_dir, "data", "numbers.txt")) as f:
+        numbers = [float(line) for line in f]
+    os.makedirs(os.path.join(output_dir, "nested"))
+    with open(os.path.join(output_dir, "nested", "scale.txt"), "w") as f:
+        f.write(str(sum(numbers) * hyperparameters["factor"] + seed))
+    return {"count": len(numbers)}
+'''
+
+
+def modelseal_sources() -> dict[str, str]:
+    """The real modelseal package, written into the RuleRunner's build root."""
+    return {
+        f"src/modelseal/{path.name}": path.read_text()
+        for path in sorted(Path("src/modelseal").glob("*.py"))
+    }
+
+
+def options() -> list[str]:
+    return [
+        *pex_cli_options(),
+        "--source-root-patterns=['src', 'models']",
+        "--python-interpreter-constraints=['CPython==3.9.*']",
+        "--python-enable-resolves",
+        "--python-resolves={'python-default': 'lock.txt'}",
+        "--python-invalid-lockfile-behavior=ignore",
+        "--python-bootstrap-search-path=['<PATH>', '<PYENV>']",
+    ]
+
+
+INHERIT = {"PATH", "PYENV_ROOT", "HOME"}
+
+
+@pytest.fixture
+def rule_runner() -> RuleRunner:
+    runner = RuleRunner(
+        rules=[
+            *pex_from_targets.rules(),
+            *python_sources.rules(),
+            *target_types_rules.rules(),
+            *system_binaries.rules(),
+            *register.rules(),
+            *package_goal.rules(),
+            *core_target_type_rules(),
+            QueryRule(BuiltPackage, [ModelArtifactFieldSet]),
+            QueryRule(TrainedModel, [TrainModelRequest]),
+            QueryRule(RuntimeSources, [RuntimeSourcesRequest]),
+            QueryRule(BuildInfo, [BuildInfoRequest]),
+            QueryRule(DigestContents, [Digest]),
+        ],
+        target_types=[*python_backend.target_types(), *register.target_types(),
+                      FileTarget, FilesGeneratorTarget],
+    )
+    runner.set_options(options(), env_inherit=INHERIT)
+    runner.write_files(
+        {
+            **modelseal_sources(),
+            "src/modelseal/BUILD": "python_sources(name='lib')",
+            "lock.txt": "# no third-party requirements\n",
+        }
+    )
+    return runner
+
+
+def write_model(rule_runner: RuleRunner, **fields: str) -> None:
+    arguments = {
+        "model_name": "'toy'",
+        "version": "'1.2.3'",
+        "entry_point": "'toy.handler'",
+        "dependencies": "['models/toy/handler.py']",
+        "weights": "['nested/scale.txt', 'README.md']",
+        "metrics": "{'accuracy': 0.5}",
+        "license": "'MIT'",
+        **fields,
+    }
+    rendered = ", ".join(f"{key}={value}" for key, value in arguments.items())
+    rule_runner.write_files(
+        {
+            "models/toy/BUILD": f"python_sources()\nmodel_artifact(name='model', {rendered})\n",
+            "models/toy/handler.py": HANDLER,
+            "models/toy/nested/scale.txt": "2.5",
+            "models/toy/README.md": "a toy model\n",
+        }
+    )
+
+
+def package(rule_runner: RuleRunner, spec: str = "models/toy:model") -> BuiltPackage:
+    address = Address(spec.split(":")[0], target_name=spec.split(":")[1])
+    field_set = ModelArtifactFieldSet.create(rule_runner.get_target(address))
+    return rule_runner.request(BuiltPackage, [field_set])
+
+
+def contents(rule_runner: RuleRunner, built: BuiltPackage) -> dict[str, bytes]:
+    return {c.path: c.content for c in rule_runner.request(DigestContents, [built.digest])}
+
+
+def test_package_writes_bundle_and_tar(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner)
+    built = package(rule_runner)
+    assert [a.relpath for a in built.artifacts] == [
+        "models.toy/model/toy-1.2.3",
+        "models.toy/model/toy-1.2.3.tar",
+    ]
+    files = contents(rule_runner, built)
+    prefix = "models.toy/model/toy-1.2.3/"
+    assert set(files) == {
+        f"{prefix}manifest.json",
+        f"{prefix}model.pex",
+        f"{prefix}weights/README.md",
+        f"{prefix}weights/nested/scale.txt",
+        "models.toy/model/toy-1.2.3.tar",
+    }
+    manifest = json.loads(files[f"{prefix}manifest.json"])
+    by_path = {entry["path"]: entry for entry in manifest["files"]}
+    # The digests Pants held are the digests of the bytes in the bundle.
+    for path, entry in by_path.items():
+        data = files[prefix + path]
+        assert entry == {"path": path, "sha256": hashlib.sha256(data).hexdigest(),
+                         "size": len(data)}
+    assert manifest["name"] == "toy" and manifest["version"] == "1.2.3"
+    assert manifest["metrics"] == {"accuracy": 0.5}
+    assert manifest["build"]["source_date_epoch"] == FALLBACK_EPOCH  # not a git checkout
+    lock = Path(rule_runner.build_root, "lock.txt").read_bytes()
+    assert manifest["build"]["lock_sha256"] == hashlib.sha256(lock).hexdigest()
+
+    with tarfile.open(fileobj=io.BytesIO(files["models.toy/model/toy-1.2.3.tar"])) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == sorted(m.name for m in members)
+    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {
+        (0, 0, "", "", FALLBACK_EPOCH)
+    }
+
+    rule_runner.write_digest(built.digest)
+    bundle = Path(rule_runner.build_root, prefix)
+    predicted = subprocess.run(
+        [sys.executable, str(bundle / "model.pex"), "predict"],
+        input='{"values": [1, 2]}', capture_output=True, text=True,
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout) == {"scaled": [2.5, 5.0]}
+
+
+def test_training_feeds_the_artifact(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner, weights="[]", training="':train'", metrics="{}")
+    rule_runner.write_files(
+        {
+            "models/toy/BUILD": Path(rule_runner.build_root, "models/toy/BUILD").read_text()
+            + "model_training(name='train', entry_point='toy.train:train', "
+            "data=['data/numbers.txt'], dependencies=['models/toy/train.py'], seed=1, "
+            "hyperparameters={'factor': 2}, outputs=['nested/scale.txt'])\n",
+            "models/toy/train.py": TRAIN,
+            "models/toy/data/numbers.txt": "1\n2\n3\n",
+        }
+    )
+    trained = rule_runner.request(
+        TrainedModel, [TrainModelRequest(Address("models/toy", target_name="train"), "test")]
+    )
+    assert dict(trained.metrics) == {"count": 3}
+    outputs = {c.path: c.content for c in rule_runner.request(DigestContents, [trained.outputs])}
+    assert outputs == {"nested/scale.txt": b"13.0"}  # (1 + 2 + 3) * 2 + seed 1
+
+    files = contents(rule_runner, package(rule_runner))
+    manifest = json.loads(files["models.toy/model/toy-1.2.3/manifest.json"])
+    assert manifest["metrics"] == {"count": 3}
+    assert manifest["lineage"]["training"]["address"] == "models/toy:train"
+    assert manifest["lineage"]["hyperparameters"] == {"factor": 2}
+    assert files["models.toy/model/toy-1.2.3/weights/nested/scale.txt"] == b"13.0"
+
+
+def test_runtime_sources_are_stdlib_modules(rule_runner: RuleRunner) -> None:
+    runtime = rule_runner.request(RuntimeSources, [RuntimeSourcesRequest()])
+    paths = {c.path for c in rule_runner.request(DigestContents, [runtime.digest])}
+    assert {"modelseal/runtime.py", "modelseal/training.py", "modelseal/manifest.py"} <= paths
+    assert "modelseal/cli.py" not in paths
+
+
+def test_source_date_epoch_from_the_environment(rule_runner: RuleRunner) -> None:
+    rule_runner.set_options(options(), env={"SOURCE_DATE_EPOCH": "1700000000"}, env_inherit=INHERIT)
+    assert rule_runner.request(BuildInfo, [BuildInfoRequest()]).source_date_epoch == 1700000000
+    rule_runner.set_options(options(), env={"SOURCE_DATE_EPOCH": "yesterday"}, env_inherit=INHERIT)
+    with pytest.raises(ExecutionError, match="SOURCE_DATE_EPOCH must be a whole number"):
+        rule_runner.request(BuildInfo, [BuildInfoRequest()])
+
+
+def assert_package_fails(rule_runner: RuleRunner, *expected: str) -> None:
+    with pytest.raises(ExecutionError) as failure:
+        rule_runner.run_goal_rule(Package, args=[*options(), "models/toy:model"],
+                                  env_inherit=INHERIT)
+    message = str(failure.value)
+    for text in expected:
+        assert text in message
+    assert not Path(rule_runner.build_root, "dist").exists()
+
+
+def test_glob_that_matches_nothing(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner, weights="['*.safetensors']")
+    assert_package_fails(rule_runner, "models/toy:model", "weights", "*.safetensors")
+
+
+def test_missing_weight_file(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner, weights="['nested/scale.txt', 'missing.bin']")
+    assert_package_fails(rule_runner, "models/toy:model", "weights", "missing.bin")
+
+
+def test_weight_outside_the_target_directory(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner, weights="['../elsewhere.bin']")
+    rule_runner.write_files({"models/elsewhere.bin": "x"})
+    assert_package_fails(
+        rule_runner, "models/toy:model", "'weights'", "current directory or subdirectories"
+    )
+
+
+def test_symlinked_weight(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner, weights="['nested/scale.txt', 'link.txt']")
+    os.symlink("nested/scale.txt", os.path.join(rule_runner.build_root, "models/toy/link.txt"))
+    assert_package_fails(rule_runner, "models/toy:model", "'weights'", "link.txt", "symbolic link")
+
+
+def test_non_numeric_metric(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner, metrics="{'accuracy': 'high'}")
+    assert_package_fails(rule_runner, "models/toy:model", "'metrics'", "'accuracy'", "'high'")
+
+
+def test_entry_point_that_does_not_exist(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner, entry_point="'toy.no_such_handler'")
+    assert_package_fails(
+        rule_runner, "models/toy:model", "'entry_point'", "'toy.no_such_handler'"
+    )
+
+
+def test_malformed_entry_point(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner, entry_point="'toy/handler.py'")
+    assert_package_fails(rule_runner, "models/toy:model", "'entry_point'", "package.module")
