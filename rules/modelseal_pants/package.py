@@ -27,6 +27,7 @@ from pants.backend.python.util_rules.pex_from_targets import (
     PexFromTargetsRequest,
 )
 from pants.backend.python.util_rules.python_sources import (
+    PythonSourceFiles,
     PythonSourceFilesRequest,
     StrippedPythonSourceFiles,
 )
@@ -63,6 +64,7 @@ from pants.version import VERSION as PANTS_VERSION
 
 from modelseal_pants.build_info import BuildInfo, BuildInfoRequest
 from modelseal_pants.graph import pex_roots
+from modelseal_pants.signing import SignBundleRequest, SignedBundle, SigningKeys, SigningKeysRequest
 from modelseal_pants.target_types import (
     HyperparametersField,
     ModelArtifactDependenciesField,
@@ -124,6 +126,8 @@ class ModelWeights:
     training: dict[str, Any] | None
     measured_metrics: dict[str, float]
     hyperparameters: dict[str, Any]
+    train_inputs: Digest | None = None  # an in-build training's data/ and hyperparameters.json
+    imported_link: Digest | None = None  # an imported training link, at provenance/<name>
 
 
 async def _single_file_entry(path: str) -> FileEntry | None:
@@ -181,6 +185,7 @@ async def gather_weights(fs: ModelArtifactFieldSet, build_root: BuildRoot) -> Mo
             },
             measured_metrics=dict(trained.metrics),
             hyperparameters=dict(trained.hyperparameters),
+            train_inputs=trained.inputs,
         )
     if not fs.weights.value:
         raise fs.field_error(
@@ -199,13 +204,20 @@ async def gather_weights(fs: ModelArtifactFieldSet, build_root: BuildRoot) -> Mo
                 f"{fs.address.spec_path or 'the build root'}.",
             )
         training = {"kind": "link", "path": ref, "link_sha256": link.file_digest.fingerprint}
+        imported = FileEntry(f"provenance/{os.path.basename(ref)}", link.file_digest)
+        link_digest = await Get(Digest, CreateDigest([imported]))
+        return ModelWeights(
+            digest, training, {}, dict(fs.hyperparameters.value or {}), imported_link=link_digest
+        )
     return ModelWeights(digest, training, {}, dict(fs.hyperparameters.value or {}))
 
 
-async def _check_entry_point(fs: ModelArtifactFieldSet) -> None:
+async def _check_entry_point(fs: ModelArtifactFieldSet) -> Snapshot:
+    """Fails unless the entry point's module is among the sources; returns them (unstripped)."""
     closure = await Get(TransitiveTargets, TransitiveTargetsRequest([fs.address]))
     request = PythonSourceFilesRequest(closure.closure, include_resources=False)
-    sources = await Get(StrippedPythonSourceFiles, PythonSourceFilesRequest, request)
+    unstripped = await Get(PythonSourceFiles, PythonSourceFilesRequest, request)
+    sources = await Get(StrippedPythonSourceFiles, PythonSourceFiles, unstripped)
     module = (fs.entry_point.value or "").split(":")[0]
     candidates = {module.replace(".", "/") + ".py", module.replace(".", "/") + "/__init__.py"}
     if not candidates & set(sources.stripped_source_files.snapshot.files):
@@ -215,6 +227,7 @@ async def _check_entry_point(fs: ModelArtifactFieldSet) -> None:
             "depends on. Add the handler's python_sources to `dependencies`, or correct the "
             "module path (relative to its source root).",
         )
+    return unstripped.source_files.snapshot
 
 
 def _merge_metrics(fs: ModelArtifactFieldSet, measured: dict[str, float]) -> dict[str, float]:
@@ -229,7 +242,7 @@ def _merge_metrics(fs: ModelArtifactFieldSet, measured: dict[str, float]) -> dic
     return {**declared, **measured}
 
 
-async def _lock_sha256(fs: ModelArtifactFieldSet, roots: Addresses, python: PythonSetup) -> str:
+async def _lock(fs: ModelArtifactFieldSet, roots: Addresses, python: PythonSetup) -> FileEntry:
     if not python.enable_resolves:
         raise ValueError(
             f"Packaging {fs.address} needs a pinned lock to record in the manifest: set "
@@ -242,7 +255,7 @@ async def _lock_sha256(fs: ModelArtifactFieldSet, roots: Addresses, python: Pyth
             f"The lockfile {resolve.lockfile.url} of the resolve `{resolve.name}`, which "
             f"{fs.address} is built from, does not exist. Generate it."
         )
-    return entry.file_digest.fingerprint
+    return entry
 
 
 def _file_rows(entries: DigestEntries, prefix: str) -> list[dict[str, Any]]:
@@ -260,16 +273,18 @@ def _file_rows(entries: DigestEntries, prefix: str) -> list[dict[str, Any]]:
 @rule(desc="Packaging a model artifact", level=LogLevel.DEBUG)
 async def package_model_artifact(fs: ModelArtifactFieldSet, python: PythonSetup) -> BuiltPackage:
     # Everything the BUILD file can get wrong is checked before anything is built.
-    await _check_entry_point(fs)
+    sources = await _check_entry_point(fs)
     # The PEX is built from the dependencies, whose resolve (and interpreter constraints) it uses.
     roots = await pex_roots(fs.dependencies)
     weights = await Get(ModelWeights, ModelArtifactFieldSet, fs)
     metrics = _merge_metrics(fs, weights.measured_metrics)
-    tool, runtime, info = await MultiGet(
+    tool, runtime, info, keys = await MultiGet(
         Get(ModelsealTool, ModelsealToolRequest()),
         Get(RuntimeSources, RuntimeSourcesRequest()),
         Get(BuildInfo, BuildInfoRequest()),
+        Get(SigningKeys, SigningKeysRequest()),
     )
+    lock = await _lock(fs, roots, python)
     complete_platforms = await Get(
         CompletePlatforms, UnparsedAddressInputs, fs.complete_platforms.to_unparsed_address_inputs()
     )
@@ -296,7 +311,7 @@ async def package_model_artifact(fs: ModelArtifactFieldSet, python: PythonSetup)
         "name": fs.model_name.value,
         "version": fs.version.value,
         "entry_point": fs.entry_point.value,
-        "trust": "development",
+        "trust": "development" if keys.development else "release",
         "runtime": {
             "interpreter_constraints": sorted(str(c) for c in pex_request.interpreter_constraints),
             "platforms": sorted(fs.platforms.value or ()),
@@ -316,7 +331,7 @@ async def package_model_artifact(fs: ModelArtifactFieldSet, python: PythonSetup)
         "build": {
             "commit": info.commit,
             "source_date_epoch": info.source_date_epoch,
-            "lock_sha256": await _lock_sha256(fs, roots, python),
+            "lock_sha256": lock.file_digest.fingerprint,
             "pants_version": PANTS_VERSION,
         },
     }
@@ -344,7 +359,25 @@ async def package_model_artifact(fs: ModelArtifactFieldSet, python: PythonSetup)
             ]
         ),
     )
-    bundle = await Get(Digest, AddPrefix(bundle, fs.bundle_name))
+    package_materials = await Get(Digest, CreateDigest([lock]))
+    package_materials = await Get(Digest, MergeDigests([package_materials, sources.digest]))
+    signed = await Get(
+        SignedBundle,
+        SignBundleRequest(
+            bundle=bundle,
+            bundle_name=fs.bundle_name,
+            address=str(fs.address),
+            source_date_epoch=info.source_date_epoch,
+            train_inputs=weights.train_inputs,
+            train_products=tuple(
+                f"weights/{e.path}" for e in weight_entries if isinstance(e, FileEntry)
+            ),
+            imported_train_link=weights.imported_link,
+            package_materials=package_materials,
+            package_material_paths=(lock.path, *sources.files),
+        ),
+    )
+    bundle = await Get(Digest, AddPrefix(signed.digest, fs.bundle_name))
     tar_name = f"{fs.bundle_name}.tar"
     archive = await Get(
         ProcessResult,

@@ -8,7 +8,7 @@ from pants.engine.rules import Rule
 from pants.engine.target import Target
 from pants.engine.unions import UnionRule
 
-from modelseal_pants import build_info, package, tool, training
+from modelseal_pants import build_info, package, signing, tool, training
 from modelseal_pants.target_types import ModelArtifactTarget, ModelTrainingTarget
 
 
@@ -17,4 +17,10 @@ def target_types() -> Iterable[type[Target]]:
 
 
 def rules() -> Iterable[Rule | UnionRule]:
-    return (*build_info.rules(), *tool.rules(), *training.rules(), *package.rules())
+    return (
+        *build_info.rules(),
+        *tool.rules(),
+        *training.rules(),
+        *signing.rules(),
+        *package.rules(),
+    )

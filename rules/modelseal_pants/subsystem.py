@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pants.option.option_types import StrListOption, StrOption
+from pants.option.option_types import IntOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
@@ -10,6 +10,42 @@ from pants.util.strutil import softwrap
 class ModelsealSubsystem(Subsystem):
     options_scope = "modelseal"
     help = "Options for packaging `model_artifact` targets with modelseal."
+
+    owner_key = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            The owner's key, which signs the in-toto layout: a reference, never key bytes:
+            `file:/path/key.pem[?passphrase-file=/path]`, `pkcs11:token=...;object=...?module-path=
+            /path/lib.so&pin-source=file:/path`, or `env:NAME` (NAME holds such a reference).
+            With no key configured at all, a per-user development keyring is created on first
+            use and bundles say `"trust": "development"`.
+            """
+        ),
+    )
+    train_key = StrOption(
+        default=None, help="The key that signs `train` links of in-build training (a reference)."
+    )
+    package_key = StrOption(
+        default=None, help="The builder's key, which signs `package` links (a reference)."
+    )
+    sign_key = StrOption(
+        default=None,
+        help="The release key, which signs `model.sig` and the `sign` link: ECDSA P-256/P-384.",
+    )
+    layout_validity_days = IntOption(
+        default=365,
+        help=softwrap(
+            """
+            How long a generated layout is valid, counted from SOURCE_DATE_EPOCH (the commit
+            time), so that the layout's bytes do not depend on when the build ran.
+            """
+        ),
+    )
+
+    def key(self, role: str) -> str | None:
+        value: str | None = getattr(self, f"{role}_key")
+        return value
 
     tool = StrOption(
         default="//src/modelseal:lib",

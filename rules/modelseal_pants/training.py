@@ -69,6 +69,7 @@ class TrainModelRequest:
 class TrainedModel:
     address: Address
     outputs: Digest  # the declared outputs, relative to the training's output directory
+    inputs: Digest  # data/... and hyperparameters.json, as the training saw them
     metrics: FrozenDict[str, float]
     metrics_digest: Digest  # metrics.json, as the training wrote it
     hyperparameters: FrozenDict[str, object]
@@ -115,6 +116,7 @@ async def train_model(request: TrainModelRequest) -> TrainedModel:
             [FileContent("hyperparameters.json", json.dumps(hyperparameters).encode())]
         ),
     )
+    inputs = await Get(Digest, MergeDigests([data, config]))
     result = await Get(
         ProcessResult,
         VenvPexProcess(
@@ -127,7 +129,7 @@ async def train_model(request: TrainModelRequest) -> TrainedModel:
                 "--hyperparameters=hyperparameters.json",
                 f"--metrics={METRICS_FILE}",
             ),
-            input_digest=await Get(Digest, MergeDigests([data, config])),
+            input_digest=inputs,
             output_directories=("out",),
             output_files=(METRICS_FILE,),
             # One thread and a fixed hash seed: the same inputs give the same bytes.
@@ -160,6 +162,7 @@ async def train_model(request: TrainModelRequest) -> TrainedModel:
     return TrainedModel(
         address=field_set.address,
         outputs=outputs.digest,
+        inputs=inputs,
         metrics=FrozenDict(sorted(metrics.items())),
         metrics_digest=metrics_digest,
         hyperparameters=FrozenDict(sorted(hyperparameters.items())),

@@ -22,6 +22,19 @@ from modelseal.archive import write_tar
 from modelseal.atomic import write_atomic
 from modelseal.bundle import read_bundle
 from modelseal.canonical import canonical_json
+from modelseal.cli_build import dev_keyring, dev_keyring_arguments, link, link_arguments
+from modelseal.cli_signing import (
+    keygen,
+    keygen_arguments,
+    keys,
+    keys_arguments,
+    layout,
+    layout_arguments,
+    record,
+    record_arguments,
+    sign,
+    sign_arguments,
+)
 from modelseal.errors import EXIT_FAILURE, ModelsealError
 from modelseal.manifest import describe
 from modelseal.spec import BundleSpec
@@ -105,7 +118,6 @@ COMMANDS: tuple[Command, ...] = (
         "of a bundle from the bundle spec the rules wrote (docs/formats.md). Files are not read: "
         "their digests come from the spec.",
     ),
-    Command("assemble", "assemble a model bundle from a runtime PEX, weights and metadata"),
     Command(
         "archive",
         "(internal) write a bundle directory as a deterministic tar",
@@ -116,13 +128,40 @@ COMMANDS: tuple[Command, ...] = (
         "(docs/formats.md).",
     ),
     Command("inspect", "show what a bundle or its tar contains", _inspect, _inspect_arguments),
-    Command("sign", "sign a bundle and record the sign step"),
+    Command(
+        "link",
+        "(internal) write a signed in-toto link for existing files",
+        link,
+        link_arguments,
+        "An internal step that the modelseal Pants rules run: records the materials and "
+        "products of a build step in a signed in-toto link.",
+    ),
+    Command(
+        "dev-keyring",
+        "(internal) create the per-user development keys",
+        dev_keyring,
+        dev_keyring_arguments,
+        "An internal step that the modelseal Pants rules run when no keys are configured.",
+    ),
+    Command(
+        "sign",
+        "sign a bundle and record the sign step",
+        sign,
+        sign_arguments,
+        "Write DIR/provenance/sign.<keyid8>.link and DIR/model.sig (OpenSSF Model Signing v1.0) "
+        "with the key REF; nothing is written if signing fails (docs/signing.md).",
+    ),
     Command("verify", "verify a bundle's signatures, provenance, digests and policy"),
     Command("run", "verify a bundle, then run its model"),
-    Command("record", "record a signed in-toto link for a step run outside the build"),
-    Command("layout", "create or rotate the owner-signed in-toto layout"),
-    Command("keygen", "generate a signing key"),
-    Command("keys", "export public keys"),
+    Command(
+        "record",
+        "record a signed in-toto link for a step run outside the build",
+        record,
+        record_arguments,
+    ),
+    Command("layout", "create or rotate the owner-signed in-toto layout", layout, layout_arguments),
+    Command("keygen", "generate a signing key", keygen, keygen_arguments),
+    Command("keys", "export public keys", keys, keys_arguments),
     Command("rebuild", "rebuild a commit and compare it with a published artifact"),
 )
 

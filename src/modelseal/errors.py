@@ -15,6 +15,8 @@ from typing import ClassVar
 EXIT_FAILURE = 1
 EXIT_SPEC = 3
 EXIT_INTEGRITY = 4
+EXIT_KEY = 5
+EXIT_PROVENANCE = 6
 
 
 class ModelsealError(Exception):
@@ -47,3 +49,18 @@ class IntegrityError(ModelsealError):
     or an archive holds something a bundle never contains."""
 
     exit_code: ClassVar[int] = EXIT_INTEGRITY
+
+
+class KeyError_(ModelsealError):  # the builtin KeyError is a different thing.
+    """A key reference cannot be used: its file or token is missing, the passphrase or PIN is
+    wrong, or the key's type is not one modelseal signs with. The message names the reference
+    with any secret left out, never the secret itself."""
+
+    exit_code: ClassVar[int] = EXIT_KEY
+
+
+class SigningError(ModelsealError):
+    """Signing or provenance failed: a signer refused to sign, or a signature, layout or link
+    does not verify (untrusted or revoked key, expired layout, a broken artifact rule)."""
+
+    exit_code: ClassVar[int] = EXIT_PROVENANCE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -52,3 +53,20 @@ def tree_digests(root: Path) -> dict[str, str]:
                     sha.update(chunk)
             digests[path.relative_to(root).as_posix()] = sha.hexdigest()
     return digests
+
+
+@dataclass(frozen=True)
+class Builds:
+    """The outputs of the two builds in conftest.py."""
+
+    first: Path  # dist/ of the first build
+    second: Path
+    keyring: Path  # the development keyring both builds signed with
+
+
+def reference_tools() -> Path:
+    """The bin directory of in-toto and model_signing, installed from 3rdparty/reftools."""
+    out = subprocess.run(
+        ["bash", "build-support/reference-tools"], check=True, capture_output=True, text=True
+    ).stdout
+    return Path(out.strip())

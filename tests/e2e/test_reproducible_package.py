@@ -1,16 +1,16 @@
-"""`./pants package ::` is byte-reproducible across paths, users, clocks, locales and umasks, and
-the example models it writes run, and refuse tampered weights, on every CPython they declare."""
+"""`./pants package ::` is byte-reproducible across paths, users, clocks, locales and umasks
+(signatures included: same key, deterministic ECDSA), and the example models it writes run, and
+refuse tampered weights, on every CPython they declare."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from e2e.repo import clone, commit_time, run_pants, shared_cache, tree_digests
+from e2e.repo import Builds, tree_digests
 
 from core.interpreters import find_python
 
@@ -29,32 +29,8 @@ EXAMPLES = {
 }
 
 
-@pytest.fixture(scope="module")
-def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("reproducible")
-    first = clone(root / "a" / "repo")
-    second = clone(root / "elsewhere" / "deeper" / "checkout")
-    base = {"PATH": os.environ["PATH"], "XDG_CACHE_HOME": shared_cache()}
-    if "PYENV_ROOT" in os.environ:
-        base["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
-    (root / "home-a").mkdir()
-    (root / "home-b").mkdir()
-    builds = [
-        (first, {**base, "HOME": str(root / "home-a"), "TZ": "UTC", "LANG": "C.UTF-8",
-                 "USER": "alice"}, 0o022),
-        (second, {**base, "HOME": str(root / "home-b"), "TZ": "Pacific/Kiritimati",
-                  "LANG": "de_DE.UTF-8", "USER": "bob",
-                  "SOURCE_DATE_EPOCH": commit_time(second)}, 0o077),
-    ]
-    for repo, env, umask in builds:
-        # Every process runs again: a cache hit would prove nothing about reproducibility.
-        result = run_pants(repo, "--no-local-cache", "package", "::", env=env, umask=umask)
-        assert result.returncode == 0, result.stderr[-5000:]
-    return first / "dist", second / "dist"
-
-
-def test_every_file_in_dist_is_byte_identical(two_builds: tuple[Path, Path]) -> None:
-    first, second = two_builds
+def test_every_file_in_dist_is_byte_identical(builds: Builds) -> None:
+    first, second = builds.first, builds.second
     digests = tree_digests(first)
     assert "modelseal.pex" in digests
     for bundle in EXAMPLES:
@@ -63,8 +39,8 @@ def test_every_file_in_dist_is_byte_identical(two_builds: tuple[Path, Path]) -> 
     assert digests == tree_digests(second)
 
 
-def test_no_path_or_user_leaks_into_outputs(two_builds: tuple[Path, Path]) -> None:
-    first, _ = two_builds
+def test_no_path_or_user_leaks_into_outputs(builds: Builds) -> None:
+    first = builds.first
     checkout = str(first.parent).encode()
     for bundle in EXAMPLES:
         manifest = (first / bundle / "manifest.json").read_bytes()
@@ -74,10 +50,10 @@ def test_no_path_or_user_leaks_into_outputs(two_builds: tuple[Path, Path]) -> No
 
 @pytest.mark.parametrize("bundle", sorted(EXAMPLES))
 def test_predictions_agree_on_every_declared_cpython(
-    two_builds: tuple[Path, Path], bundle: str
+    builds: Builds, bundle: str
 ) -> None:
     minors, inputs, labels = EXAMPLES[bundle]
-    directory = two_builds[0] / bundle
+    directory = builds.first / bundle
     manifest = json.loads((directory / "manifest.json").read_text())
     declared = " ".join(manifest["runtime"]["interpreter_constraints"])
     assert declared in ("CPython==3.11.*", "CPython<3.14,>=3.11"), declared
@@ -97,10 +73,10 @@ def test_predictions_agree_on_every_declared_cpython(
 
 
 def test_a_changed_weight_byte_is_refused(
-    two_builds: tuple[Path, Path], tmp_path: Path
+    builds: Builds, tmp_path: Path
 ) -> None:
     bundle = tmp_path / "iris"
-    shutil.copytree(two_builds[0] / "examples.iris/model/iris-1.0.0", bundle)
+    shutil.copytree(builds.first / "examples.iris/model/iris-1.0.0", bundle)
     weight = bundle / "weights" / "model.skops"
     data = bytearray(weight.read_bytes())
     data[len(data) // 2] ^= 0x01

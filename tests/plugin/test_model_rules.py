@@ -83,7 +83,7 @@ INHERIT = {"PATH", "PYENV_ROOT", "HOME"}
 
 
 @pytest.fixture
-def rule_runner() -> RuleRunner:
+def rule_runner(tmp_path: Path) -> RuleRunner:
     runner = RuleRunner(
         rules=[
             *pex_from_targets.rules(),
@@ -102,12 +102,14 @@ def rule_runner() -> RuleRunner:
         target_types=[*python_backend.target_types(), *register.target_types(),
                       FileTarget, FilesGeneratorTarget],
     )
-    runner.set_options(options(), env_inherit=INHERIT)
+    # A development keyring of the test's own: no key configured means the development default.
+    runner.set_options(options(), env={"XDG_DATA_HOME": str(tmp_path)}, env_inherit=INHERIT)
     runner.write_files(
         {
             **modelseal_sources(),
             "src/modelseal/BUILD": "python_sources(name='lib')",
-            "lock.txt": "# no third-party requirements\n",
+            # The real lock of the tool's resolve: the tool needs cryptography and in-toto.
+            "lock.txt": Path("3rdparty/python/lock.txt").read_text(),
         }
     )
     return runner
@@ -154,11 +156,17 @@ def test_package_writes_bundle_and_tar(rule_runner: RuleRunner) -> None:
     ]
     files = contents(rule_runner, built)
     prefix = "models.toy/model/toy-1.2.3/"
+    provenance = sorted(p[len(prefix):] for p in files if p.startswith(f"{prefix}provenance/"))
+    assert [p.split(".")[0] for p in provenance] == [
+        "provenance/package", "provenance/root", "provenance/sign"
+    ]
     assert set(files) == {
         f"{prefix}manifest.json",
         f"{prefix}model.pex",
+        f"{prefix}model.sig",
         f"{prefix}weights/README.md",
         f"{prefix}weights/nested/scale.txt",
+        *(prefix + p for p in provenance),
         "models.toy/model/toy-1.2.3.tar",
     }
     manifest = json.loads(files[f"{prefix}manifest.json"])
@@ -169,6 +177,7 @@ def test_package_writes_bundle_and_tar(rule_runner: RuleRunner) -> None:
         assert entry == {"path": path, "sha256": hashlib.sha256(data).hexdigest(),
                          "size": len(data)}
     assert manifest["name"] == "toy" and manifest["version"] == "1.2.3"
+    assert manifest["trust"] == "development"  # no keys configured: the development keyring
     assert manifest["metrics"] == {"accuracy": 0.5}
     assert manifest["build"]["source_date_epoch"] == FALLBACK_EPOCH  # not a git checkout
     lock = Path(rule_runner.build_root, "lock.txt").read_bytes()
@@ -216,6 +225,11 @@ def test_training_feeds_the_artifact(rule_runner: RuleRunner) -> None:
     assert manifest["lineage"]["training"]["address"] == "models/toy:train"
     assert manifest["lineage"]["hyperparameters"] == {"factor": 2}
     assert files["models.toy/model/toy-1.2.3/weights/nested/scale.txt"] == b"13.0"
+    train_links = [p for p in files if p.startswith("models.toy/model/toy-1.2.3/provenance/train.")]
+    assert len(train_links) == 1
+    link = json.loads(files[train_links[0]])["signed"]
+    assert sorted(link["materials"]) == ["data/data/numbers.txt", "hyperparameters.json"]
+    assert sorted(link["products"]) == ["weights/nested/scale.txt"]
 
 
 def test_runtime_sources_are_stdlib_modules(rule_runner: RuleRunner) -> None:
@@ -226,9 +240,11 @@ def test_runtime_sources_are_stdlib_modules(rule_runner: RuleRunner) -> None:
 
 
 def test_source_date_epoch_from_the_environment(rule_runner: RuleRunner) -> None:
-    rule_runner.set_options(options(), env={"SOURCE_DATE_EPOCH": "1700000000"}, env_inherit=INHERIT)
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    rule_runner.set_options(options(), env=env, env_inherit=INHERIT)
     assert rule_runner.request(BuildInfo, [BuildInfoRequest()]).source_date_epoch == 1700000000
-    rule_runner.set_options(options(), env={"SOURCE_DATE_EPOCH": "yesterday"}, env_inherit=INHERIT)
+    env = {"SOURCE_DATE_EPOCH": "yesterday"}
+    rule_runner.set_options(options(), env=env, env_inherit=INHERIT)
     with pytest.raises(ExecutionError, match="SOURCE_DATE_EPOCH must be a whole number"):
         rule_runner.request(BuildInfo, [BuildInfoRequest()])
 

@@ -1,0 +1,220 @@
+"""Provenance and signing of a packaged bundle: the train and package links, the owner-signed
+layout, `model.sig` and the sign link.
+
+Keys travel only as references (`file:`, `pkcs11:`, `env:`); the modelseal tool opens them
+outside the sandbox. These processes are never cached (PER_SESSION): a cached signature would
+outlive a key rotation, and nothing secret may reach a cache. Deterministic ECDSA still gives
+the same bytes for the same key and bundle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pants.backend.python.util_rules.pex import VenvPexProcess
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import AddPrefix, Digest, DigestSubset, MergeDigests, PathGlobs, RemovePrefix
+from pants.engine.process import ProcessCacheScope, ProcessResult
+from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
+
+from modelseal_pants.subsystem import ModelsealSubsystem
+from modelseal_pants.tool import ModelsealTool, ModelsealToolRequest
+
+ROLES = ("owner", "train", "package", "sign")
+
+
+@dataclass(frozen=True)
+class SigningKeysRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class SigningKeys:
+    """A key reference per role, and the environment the references need (for `env:NAME`)."""
+
+    references: FrozenDict[str, str]
+    env: FrozenDict[str, str]
+    development: bool
+
+    def __getitem__(self, role: str) -> str:
+        return self.references[role]
+
+
+def _env_names(references: Iterable[str]) -> list[str]:
+    return sorted({ref[len("env:"):] for ref in references if ref.startswith("env:")})
+
+
+@rule(desc="Finding the signing keys", level=LogLevel.DEBUG)
+async def signing_keys(_: SigningKeysRequest, subsystem: ModelsealSubsystem) -> SigningKeys:
+    configured = {role: subsystem.key(role) or "" for role in ROLES}
+    missing = [role for role, ref in configured.items() if not ref]
+    if missing and len(missing) < len(ROLES):
+        raise ValueError(
+            "Configure every signing key or none (none means the development keyring): "
+            + ", ".join(f"`[modelseal].{role}_key`" for role in missing)
+            + " is not set."
+        )
+    if not missing:
+        names = _env_names(configured.values())
+        env = await Get(EnvironmentVars, EnvironmentVarsRequest(names))
+        unset = [name for name in names if not env.get(name)]
+        if unset:
+            raise ValueError(
+                f"The signing key reference `env:{unset[0]}` names an environment variable that "
+                f"is not set. Set {unset[0]} to a key reference such as `file:/path/key.pem`."
+            )
+        return SigningKeys(FrozenDict(configured), FrozenDict(env), development=False)
+
+    env = await Get(EnvironmentVars, EnvironmentVarsRequest(["XDG_DATA_HOME", "HOME"]))
+    data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or "/", ".local/share")
+    keyring = os.path.join(data_home, "modelseal", "dev-keyring")
+    tool = await Get(ModelsealTool, ModelsealToolRequest())
+    await Get(
+        ProcessResult,
+        VenvPexProcess(
+            tool.pex,
+            argv=("dev-keyring", "--dir", keyring),
+            description="Creating the development keyring (first use only)",
+            cache_scope=ProcessCacheScope.PER_SESSION,
+            level=LogLevel.DEBUG,
+        ),
+    )
+    references = {role: f"file:{keyring}/{role}.pem" for role in ROLES}
+    return SigningKeys(FrozenDict(references), FrozenDict(), development=True)
+
+
+@dataclass(frozen=True)
+class SignBundleRequest:
+    """An unsigned bundle (files at the digest's root) and what its provenance is made of."""
+
+    bundle: Digest
+    bundle_name: str
+    address: str
+    source_date_epoch: int
+    train_inputs: Digest | None  # data/..., hyperparameters.json of an in-build training
+    train_products: tuple[str, ...]  # bundle paths, e.g. weights/model.skops
+    imported_train_link: Digest | None  # provenance/<name>.link, as imported
+    package_materials: Digest  # the handler sources and the lock, at their repo paths
+    package_material_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SignedBundle:
+    digest: Digest  # the bundle's files plus provenance/ and model.sig
+
+
+def _process(
+    tool: ModelsealTool,
+    keys: SigningKeys,
+    argv: tuple[str, ...],
+    input_digest: Digest,
+    description: str,
+    *,
+    output_files: tuple[str, ...] = (),
+    output_directories: tuple[str, ...] = (),
+) -> VenvPexProcess:
+    return VenvPexProcess(
+        tool.pex,
+        argv=argv,
+        input_digest=input_digest,
+        extra_env=keys.env,
+        output_files=output_files,
+        output_directories=output_directories,
+        description=description,
+        cache_scope=ProcessCacheScope.PER_SESSION,
+        level=LogLevel.DEBUG,
+    )
+
+
+def _expires(source_date_epoch: int, days: int) -> str:
+    moment = dt.datetime.fromtimestamp(source_date_epoch, tz=dt.timezone.utc)
+    return (moment + dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@rule(desc="Signing a model bundle", level=LogLevel.DEBUG)
+async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem) -> SignedBundle:
+    keys = await Get(SigningKeys, SigningKeysRequest())
+    tool = await Get(ModelsealTool, ModelsealToolRequest())
+    what = f"{request.address}"
+
+    publics = await Get(
+        ProcessResult,
+        _process(
+            tool, keys,
+            ("keys", "export-public", *(f"--key={r}={keys[r]}" for r in ROLES), "keys"),
+            request.bundle, f"Exporting the public keys for {what}", output_directories=("keys",),
+        ),
+    )
+    layout = await Get(
+        ProcessResult,
+        _process(
+            tool, keys,
+            (
+                "layout", "create", f"--owner-key={keys['owner']}",
+                *(f"--step={step}=keys/{step}.pub" for step in ("train", "package", "sign")),
+                f"--expires={_expires(request.source_date_epoch, subsystem.layout_validity_days)}",
+                "--out=provenance/root.layout",
+            ),
+            publics.output_digest, f"Writing the owner-signed layout for {what}",
+            output_files=("provenance/root.layout",),
+        ),
+    )
+
+    provenance = [layout.output_digest]
+    if request.imported_train_link is not None:
+        provenance.append(request.imported_train_link)
+    elif request.train_inputs is not None:
+        inputs = await Get(Digest, MergeDigests([request.train_inputs, request.bundle]))
+        train = await Get(
+            ProcessResult,
+            _process(
+                tool, keys,
+                ("link", "--step=train", f"--key={keys['train']}", "--out=provenance",
+                 "--materials", "data", "hyperparameters.json",
+                 "--products", *request.train_products),
+                inputs, f"Recording the train link for {what}", output_directories=("provenance",),
+            ),
+        )
+        provenance.append(train.output_digest)
+
+    package_inputs = await Get(Digest, MergeDigests([request.bundle, request.package_materials]))
+    package = await Get(
+        ProcessResult,
+        _process(
+            tool, keys,
+            ("link", "--step=package", f"--key={keys['package']}", "--out=provenance",
+             "--materials", "weights", *request.package_material_paths,
+             "--products", "manifest.json", "model.pex", "weights"),
+            package_inputs, f"Recording the package link for {what}",
+            output_directories=("provenance",),
+        ),
+    )
+    provenance.append(package.output_digest)
+
+    unsigned = await Get(Digest, MergeDigests([request.bundle, *provenance]))
+    unsigned = await Get(Digest, AddPrefix(unsigned, request.bundle_name))
+    signed = await Get(
+        ProcessResult,
+        _process(
+            tool, keys,
+            ("sign", f"--bundle={request.bundle_name}", f"--key={keys['sign']}"),
+            unsigned, f"Signing {what}",
+            output_files=(f"{request.bundle_name}/model.sig",),
+            output_directories=(f"{request.bundle_name}/provenance",),
+        ),
+    )
+    signature = await Get(Digest, RemovePrefix(signed.output_digest, request.bundle_name))
+    only_new = await Get(
+        Digest, DigestSubset(signature, PathGlobs(["model.sig", "provenance/sign.*.link"]))
+    )
+    return SignedBundle(await Get(Digest, MergeDigests([request.bundle, *provenance, only_new])))
+
+
+def rules() -> Iterable[Rule]:
+    return collect_rules()
+

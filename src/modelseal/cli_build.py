@@ -1,0 +1,61 @@
+"""Steps the Pants rules run in their sandboxes to record provenance; people do not run these.
+
+`link` writes a signed in-toto link for files that already exist (the build's own steps run no
+command worth recording), `dev-keyring` makes the per-user development keys on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import sys
+
+from modelseal.errors import SpecError
+
+EXIT_OK = 0
+DEV_ROLES = ("owner", "train", "package", "sign")
+
+
+def link_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--step", required=True, help="the in-toto step name")
+    parser.add_argument("--key", required=True, metavar="REF", help="the functionary's key")
+    parser.add_argument("--out", required=True, metavar="DIR", help="where to write the link")
+    parser.add_argument("--materials", nargs="*", default=[], metavar="PATH")
+    parser.add_argument("--products", nargs="*", default=[], metavar="PATH")
+
+
+def link(args: argparse.Namespace) -> int:
+    from modelseal.cli_signing import _artifacts
+    from modelseal.keys import load_signer
+    from modelseal.provenance import write_link
+
+    signer = load_signer(args.key)
+    materials = _artifacts(args.materials, "--materials")
+    products = _artifacts(args.products, "--products")
+    os.makedirs(args.out, exist_ok=True)
+    write_link(args.step, materials, products, signer, args.out)
+    return EXIT_OK
+
+
+def dev_keyring_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", required=True, metavar="DIR", help="the keyring directory")
+
+
+def dev_keyring(args: argparse.Namespace) -> int:
+    """One ECDSA P-256 key per role, made once per user: `./pants package ::` works on a fresh
+    machine, and what it signs says `"trust": "development"`."""
+    from modelseal.keys import generate_private_key, write_key_pair
+
+    if not os.path.isabs(args.dir):
+        raise SpecError(what="the keyring directory must be absolute", where=args.dir,
+                        remedy="pass an absolute --dir")
+    os.makedirs(args.dir, mode=0o700, exist_ok=True)
+    with open(os.path.join(args.dir, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # Two builds may start at once on a fresh machine.
+        for role in DEV_ROLES:
+            path = os.path.join(args.dir, f"{role}.pem")
+            if not os.path.exists(path):
+                write_key_pair(generate_private_key("ecdsa-p256"), path, None)
+                print(f"modelseal: created the development key {path}", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,39 @@
+"""Where the tests find the independent checks: the reference CLIs and SoftHSM2.
+
+An environment variable wins (MODELSEAL_IN_TOTO_VERIFY, MODELSEAL_MODEL_SIGNING,
+MODELSEAL_SOFTHSM2_MODULE); otherwise the reference CLIs are installed from their hash-pinned lock
+by build-support/reference-tools, and SoftHSM2 is looked for where Debian's package puts it
+(.ci/run installs it). A test that still finds nothing skips, saying why.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+CLI_NAMES = {"MODELSEAL_IN_TOTO_VERIFY": "in-toto-verify", "MODELSEAL_MODEL_SIGNING": "model_signing"}
+SOFTHSM2_MODULES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
+
+
+@functools.cache
+def _installed_bin() -> str | None:
+    script = Path("build-support/reference-tools")
+    if not script.is_file():
+        return None
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def reference_cli(variable: str) -> str | None:
+    if os.environ.get(variable):
+        return os.environ[variable]
+    bin_dir = _installed_bin()
+    return os.path.join(bin_dir, CLI_NAMES[variable]) if bin_dir else None
+
+
+def softhsm2_module() -> str | None:
+    if os.environ.get("MODELSEAL_SOFTHSM2_MODULE"):
+        return os.environ["MODELSEAL_SOFTHSM2_MODULE"]
+    return next((m for m in SOFTHSM2_MODULES if os.path.exists(m)), None)

@@ -1,0 +1,84 @@
+"""The reference tools accept what `./pants package ::` signs, and notice any changed byte:
+`in-toto-verify` inside an unpacked bundle, `model_signing verify key` on the bundle directory."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from e2e.repo import Builds, reference_tools
+
+BUNDLES = {
+    "examples.iris/model/iris-1.0.0": "weights/model.skops",
+    "examples.sentiment/model/sentiment-0.3.0": "weights/tokenizer/vocab.json",
+}
+
+
+@pytest.fixture(scope="module")
+def tools() -> Path:
+    return reference_tools()
+
+
+def unpack(builds: Builds, bundle: str, into: Path) -> Path:
+    with tarfile.open(builds.first / f"{bundle}.tar") as tar:
+        tar.extractall(into)  # Our own archive, made by the build under test.
+    return into / Path(bundle).name
+
+
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def in_toto_verify(tools: Path, bundle: Path, owner_pub: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tools / "in-toto-verify"), "--layout", "provenance/root.layout",
+         "--verification-keys", str(owner_pub), "--link-dir", "provenance"],
+        cwd=bundle, capture_output=True, text=True,
+    )
+
+
+def model_signing_verify(
+    tools: Path, bundle: Path, release_pub: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(tools / "model_signing"), "verify", "key", str(bundle),
+         "--signature", str(bundle / "model.sig"), "--public_key", str(release_pub)],
+        capture_output=True, text=True,
+    )
+
+
+@pytest.mark.parametrize("bundle", sorted(BUNDLES))
+def test_reference_tools_accept_the_bundle(
+    builds: Builds, tools: Path, tmp_path: Path, bundle: str
+) -> None:
+    unpacked = unpack(builds, bundle, tmp_path)
+    verified = in_toto_verify(tools, unpacked, builds.keyring / "owner.pub")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    signed = model_signing_verify(tools, unpacked, builds.keyring / "sign.pub")
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+
+
+@pytest.mark.parametrize("bundle", sorted(BUNDLES))
+@pytest.mark.parametrize("victim", ["weight", "model.pex", "manifest.json"])
+def test_one_changed_byte_fails_both(
+    builds: Builds, tools: Path, tmp_path: Path, bundle: str, victim: str
+) -> None:
+    unpacked = unpack(builds, bundle, tmp_path)
+    flip_a_byte(unpacked / (BUNDLES[bundle] if victim == "weight" else victim))
+    verified = in_toto_verify(tools, unpacked, builds.keyring / "owner.pub")
+    assert verified.returncode != 0, verified.stdout
+    signed = model_signing_verify(tools, unpacked, builds.keyring / "sign.pub")
+    assert signed.returncode != 0, signed.stdout
+
+
+def test_a_key_that_did_not_sign_is_refused(builds: Builds, tools: Path, tmp_path: Path) -> None:
+    unpacked = unpack(builds, "examples.iris/model/iris-1.0.0", tmp_path)
+    # The package key is a real key of the keyring, but not the owner's or the release key.
+    verified = in_toto_verify(tools, unpacked, builds.keyring / "package.pub")
+    assert verified.returncode != 0
+    signed = model_signing_verify(tools, unpacked, builds.keyring / "package.pub")
+    assert signed.returncode != 0
