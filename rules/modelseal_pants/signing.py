@@ -15,8 +15,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pants.backend.python.util_rules.pex import VenvPexProcess
+from pants.base.glob_match_error_behavior import GlobMatchErrorBehavior
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import AddPrefix, Digest, DigestSubset, MergeDigests, PathGlobs, RemovePrefix
+from pants.engine.fs import (
+    AddPrefix,
+    Digest,
+    DigestSubset,
+    MergeDigests,
+    PathGlobs,
+    RemovePrefix,
+    Snapshot,
+)
 from pants.engine.process import ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.util.frozendict import FrozenDict
@@ -61,14 +70,17 @@ async def signing_keys(_: SigningKeysRequest, subsystem: ModelsealSubsystem) -> 
         )
     if not missing:
         names = _env_names(configured.values())
-        env = await Get(EnvironmentVars, EnvironmentVarsRequest(names))
+        env = await Get(
+            EnvironmentVars, EnvironmentVarsRequest([*names, *subsystem.signing_env_vars])
+        )
         unset = [name for name in names if not env.get(name)]
         if unset:
             raise ValueError(
                 f"The signing key reference `env:{unset[0]}` names an environment variable that "
                 f"is not set. Set {unset[0]} to a key reference such as `file:/path/key.pem`."
             )
-        return SigningKeys(FrozenDict(configured), FrozenDict(env), development=False)
+        present = {name: value for name, value in env.items() if value}
+        return SigningKeys(FrozenDict(configured), FrozenDict(present), development=False)
 
     env = await Get(EnvironmentVars, EnvironmentVarsRequest(["XDG_DATA_HOME", "HOME"]))
     data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or "/", ".local/share")
@@ -150,17 +162,23 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
             request.bundle, f"Exporting the public keys for {what}", output_directories=("keys",),
         ),
     )
+    trusted = await Get(Snapshot, PathGlobs(subsystem.trusted_train_keys,
+                                            glob_match_error_behavior=GlobMatchErrorBehavior.error,
+                                            description_of_origin="`[modelseal].trusted_train_keys`"))
+    train_keys = ",".join(["keys/train.pub", *trusted.files])
+    layout_inputs = await Get(Digest, MergeDigests([publics.output_digest, trusted.digest]))
     layout = await Get(
         ProcessResult,
         _process(
             tool, keys,
             (
                 "layout", "create", f"--owner-key={keys['owner']}",
-                *(f"--step={step}=keys/{step}.pub" for step in ("train", "package", "sign")),
+                f"--step=train={train_keys}",
+                *(f"--step={step}=keys/{step}.pub" for step in ("package", "sign")),
                 f"--expires={_expires(request.source_date_epoch, subsystem.layout_validity_days)}",
                 "--out=provenance/root.layout",
             ),
-            publics.output_digest, f"Writing the owner-signed layout for {what}",
+            layout_inputs, f"Writing the owner-signed layout for {what}",
             output_files=("provenance/root.layout",),
         ),
     )
@@ -212,7 +230,23 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
     only_new = await Get(
         Digest, DigestSubset(signature, PathGlobs(["model.sig", "provenance/sign.*.link"]))
     )
-    return SignedBundle(await Get(Digest, MergeDigests([request.bundle, *provenance, only_new])))
+    result = await Get(Digest, MergeDigests([request.bundle, *provenance, only_new]))
+    if request.imported_train_link is not None:
+        # A link from outside the build: check that a trusted key signed it and that its products
+        # are these weights, before anything reaches dist/.
+        check_inputs = await Get(Digest, MergeDigests([
+            await Get(Digest, AddPrefix(result, request.bundle_name)), publics.output_digest
+        ]))
+        await Get(
+            ProcessResult,
+            _process(
+                tool, keys,
+                ("check-provenance", f"--bundle={request.bundle_name}",
+                 "--owner-public-key=keys/owner.pub"),
+                check_inputs, f"Checking the imported training link of {what}",
+            ),
+        )
+    return SignedBundle(result)
 
 
 def rules() -> Iterable[Rule]:

@@ -33,6 +33,27 @@ class ModelsealSubsystem(Subsystem):
         default=None,
         help="The release key, which signs `model.sig` and the `sign` link: ECDSA P-256/P-384.",
     )
+    signing_env_vars = StrListOption(
+        default=["SOFTHSM2_CONF"],
+        advanced=True,
+        help=softwrap(
+            """
+            Environment variables the signing processes receive, for PKCS#11 modules that find
+            their configuration through the environment (e.g. SoftHSM2's `SOFTHSM2_CONF`). Their
+            values are stored with each process's definition: name configuration, never secrets.
+            """
+        ),
+    )
+    trusted_train_keys = StrListOption(
+        default=[],
+        help=softwrap(
+            """
+            Public keys (PEM files, relative to the build root) that the layout also trusts for
+            the `train` step: the keys of training clusters whose links `model_artifact`s import
+            through `training="<file>.link"` (written by `modelseal record train`).
+            """
+        ),
+    )
     layout_validity_days = IntOption(
         default=365,
         help=softwrap(

@@ -22,7 +22,14 @@ from modelseal.archive import write_tar
 from modelseal.atomic import write_atomic
 from modelseal.bundle import read_bundle
 from modelseal.canonical import canonical_json
-from modelseal.cli_build import dev_keyring, dev_keyring_arguments, link, link_arguments
+from modelseal.cli_build import (
+    check_provenance,
+    check_provenance_arguments,
+    dev_keyring,
+    dev_keyring_arguments,
+    link,
+    link_arguments,
+)
 from modelseal.cli_signing import (
     keygen,
     keygen_arguments,
@@ -135,6 +142,13 @@ COMMANDS: tuple[Command, ...] = (
         link_arguments,
         "An internal step that the modelseal Pants rules run: records the materials and "
         "products of a build step in a signed in-toto link.",
+    ),
+    Command(
+        "check-provenance",
+        "(internal) verify a signed bundle's in-toto layout and links",
+        check_provenance,
+        check_provenance_arguments,
+        "An internal step that the modelseal Pants rules run when a training link was imported.",
     ),
     Command(
         "dev-keyring",

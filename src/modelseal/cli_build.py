@@ -38,6 +38,21 @@ def link(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def check_provenance_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", required=True, metavar="DIR", help="the signed bundle")
+    parser.add_argument("--owner-public-key", required=True, metavar="PEM")
+
+
+def check_provenance(args: argparse.Namespace) -> int:
+    """The build's own check of a bundle whose training link was imported: the link must be
+    signed by a trusted train key and its products must be the packaged weights."""
+    from modelseal.provenance import verify_provenance
+
+    with open(args.owner_public_key, "rb") as f:
+        verify_provenance(args.bundle, f.read())
+    return EXIT_OK
+
+
 def dev_keyring_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", required=True, metavar="DIR", help="the keyring directory")
 

@@ -13,8 +13,14 @@ import os
 import subprocess
 from pathlib import Path
 
-CLI_NAMES = {"MODELSEAL_IN_TOTO_VERIFY": "in-toto-verify", "MODELSEAL_MODEL_SIGNING": "model_signing"}
-SOFTHSM2_MODULES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
+CLI_NAMES = {
+    "MODELSEAL_IN_TOTO_VERIFY": "in-toto-verify",
+    "MODELSEAL_MODEL_SIGNING": "model_signing",
+}
+SOFTHSM2_MODULES = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+)
 
 
 @functools.cache

@@ -69,7 +69,7 @@ def _import(tool: str, key: object, path: Path, label: str, key_id: str) -> None
 def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
     module = softhsm2_module()
     if not module:
-        pytest.skip("no SoftHSM2 module (Debian package softhsm2; or set MODELSEAL_SOFTHSM2_MODULE)")
+        pytest.skip("no SoftHSM2: install the Debian package, or set MODELSEAL_SOFTHSM2_MODULE")
     tool = shutil.which("softhsm2-util")
     if not tool:
         pytest.skip("softhsm2-util is not on PATH (Debian package softhsm2)")
