@@ -126,7 +126,8 @@ class ModelWeights:
     training: dict[str, Any] | None
     measured_metrics: dict[str, float]
     hyperparameters: dict[str, Any]
-    train_inputs: Digest | None = None  # an in-build training's data/ and hyperparameters.json
+    train_inputs: Digest | None = None  # what an in-build training's link records
+    train_materials: tuple[str, ...] = ()
     imported_link: Digest | None = None  # an imported training link, at provenance/<name>
 
 
@@ -185,7 +186,8 @@ async def gather_weights(fs: ModelArtifactFieldSet, build_root: BuildRoot) -> Mo
             },
             measured_metrics=dict(trained.metrics),
             hyperparameters=dict(trained.hyperparameters),
-            train_inputs=trained.inputs,
+            train_inputs=trained.link_inputs,
+            train_materials=trained.link_materials,
         )
     if not fs.weights.value:
         raise fs.field_error(
@@ -360,7 +362,11 @@ async def package_model_artifact(fs: ModelArtifactFieldSet, python: PythonSetup)
         ),
     )
     package_materials = await Get(Digest, CreateDigest([lock]))
-    package_materials = await Get(Digest, MergeDigests([package_materials, sources.digest]))
+    # What the PEX was made of: the handler's sources, the modelseal runtime, the lock.
+    package_materials = await Get(
+        Digest, MergeDigests([package_materials, sources.digest, runtime.digest])
+    )
+    runtime_files = await Get(Snapshot, Digest, runtime.digest)
     signed = await Get(
         SignedBundle,
         SignBundleRequest(
@@ -369,12 +375,13 @@ async def package_model_artifact(fs: ModelArtifactFieldSet, python: PythonSetup)
             address=str(fs.address),
             source_date_epoch=info.source_date_epoch,
             train_inputs=weights.train_inputs,
+            train_materials=weights.train_materials,
             train_products=tuple(
                 f"weights/{e.path}" for e in weight_entries if isinstance(e, FileEntry)
             ),
             imported_train_link=weights.imported_link,
             package_materials=package_materials,
-            package_material_paths=(lock.path, *sources.files),
+            package_material_paths=(lock.path, *sources.files, *runtime_files.files),
         ),
     )
     bundle = await Get(Digest, AddPrefix(signed.digest, fs.bundle_name))

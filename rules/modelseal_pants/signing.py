@@ -108,7 +108,8 @@ class SignBundleRequest:
     bundle_name: str
     address: str
     source_date_epoch: int
-    train_inputs: Digest | None  # data/..., hyperparameters.json of an in-build training
+    train_inputs: Digest | None  # an in-build training's materials, metrics and environment
+    train_materials: tuple[str, ...]
     train_products: tuple[str, ...]  # bundle paths, e.g. weights/model.skops
     imported_train_link: Digest | None  # provenance/<name>.link, as imported
     package_materials: Digest  # the handler sources and the lock, at their repo paths
@@ -143,9 +144,18 @@ def _process(
     )
 
 
-def _expires(source_date_epoch: int, days: int) -> str:
-    moment = dt.datetime.fromtimestamp(source_date_epoch, tz=dt.timezone.utc)
-    return (moment + dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _expires(source_date_epoch: int, days: int, address: str) -> str:
+    """SOURCE_DATE_EPOCH + days: the layout's bytes must not depend on when the build ran. A
+    layout that would already have expired is refused: every verifier would refuse it."""
+    start = dt.datetime.fromtimestamp(source_date_epoch, tz=dt.timezone.utc)
+    expires = start + dt.timedelta(days=days)
+    if expires <= dt.datetime.now(tz=dt.timezone.utc):
+        raise ValueError(
+            f"The layout for {address} would have expired on {expires:%Y-%m-%d} "
+            f"(SOURCE_DATE_EPOCH {start:%Y-%m-%d} + [modelseal].layout_validity_days = {days}). "
+            "Set a larger `layout_validity_days`, or SOURCE_DATE_EPOCH (outside git) to package it."
+        )
+    return expires.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @rule(desc="Signing a model bundle", level=LogLevel.DEBUG)
@@ -153,6 +163,7 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
     keys = await Get(SigningKeys, SigningKeysRequest())
     tool = await Get(ModelsealTool, ModelsealToolRequest())
     what = f"{request.address}"
+    expires = _expires(request.source_date_epoch, subsystem.layout_validity_days, what)
 
     publics = await Get(
         ProcessResult,
@@ -162,20 +173,49 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
             request.bundle, f"Exporting the public keys for {what}", output_directories=("keys",),
         ),
     )
-    trusted = await Get(Snapshot, PathGlobs(subsystem.trusted_train_keys,
-                                            glob_match_error_behavior=GlobMatchErrorBehavior.error,
-                                            description_of_origin="`[modelseal].trusted_train_keys`"))
-    train_keys = ",".join(["keys/train.pub", *trusted.files])
+    extra = {step: tuple(paths) for step, paths in subsystem.trusted_keys.items()}
+    trusted = await Get(
+        Snapshot,
+        PathGlobs(
+            sorted({path for paths in extra.values() for path in paths}),
+            glob_match_error_behavior=GlobMatchErrorBehavior.error,
+            description_of_origin="`[modelseal].trusted_keys`",
+        ),
+    )
     layout_inputs = await Get(Digest, MergeDigests([publics.output_digest, trusted.digest]))
+    trained = request.train_inputs is not None or request.imported_train_link is not None
+    steps = [
+        f"--step={step}=" + ",".join([f"keys/{step}.pub", *extra.get(step, ())])
+        for step in ("train", "package", "sign")
+        if step != "train" or trained
+    ]
+    thresholds = [f"--threshold={step}={n}" for step, n in sorted(subsystem.thresholds.items())]
+    if subsystem.revocations:
+        revocations = await Get(
+            Digest,
+            PathGlobs(
+                [subsystem.revocations],
+                glob_match_error_behavior=GlobMatchErrorBehavior.error,
+                description_of_origin="`[modelseal].revocations`",
+            ),
+        )
+        await Get(
+            ProcessResult,
+            _process(
+                tool, keys,
+                ("check-keys", f"--revocations={subsystem.revocations}",
+                 *(f"keys/{role}.pub" for role in ROLES), *trusted.files),
+                await Get(Digest, MergeDigests([layout_inputs, revocations])),
+                f"Checking the keys of {what} against the revocation list",
+            ),
+        )
     layout = await Get(
         ProcessResult,
         _process(
             tool, keys,
             (
-                "layout", "create", f"--owner-key={keys['owner']}",
-                f"--step=train={train_keys}",
-                *(f"--step={step}=keys/{step}.pub" for step in ("package", "sign")),
-                f"--expires={_expires(request.source_date_epoch, subsystem.layout_validity_days)}",
+                "layout", "create", f"--owner-key={keys['owner']}", *steps, *thresholds,
+                f"--expires={expires}",
                 "--out=provenance/root.layout",
             ),
             layout_inputs, f"Writing the owner-signed layout for {what}",
@@ -193,8 +233,8 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
             _process(
                 tool, keys,
                 ("link", "--step=train", f"--key={keys['train']}", "--out=provenance",
-                 "--materials", "data", "hyperparameters.json",
-                 "--products", *request.train_products),
+                 "--environment=environment.json", "--materials", *request.train_materials,
+                 "--products", "metrics.json", *request.train_products),
                 inputs, f"Recording the train link for {what}", output_directories=("provenance",),
             ),
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pants.option.option_types import IntOption, StrListOption, StrOption
+from typing import Any
+
+from pants.option.option_types import DictOption, IntOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
@@ -44,13 +46,28 @@ class ModelsealSubsystem(Subsystem):
             """
         ),
     )
-    trusted_train_keys = StrListOption(
-        default=[],
+    trusted_keys = DictOption[Any](
+        default={},
         help=softwrap(
             """
-            Public keys (PEM files, relative to the build root) that the layout also trusts for
-            the `train` step: the keys of training clusters whose links `model_artifact`s import
-            through `training="<file>.link"` (written by `modelseal record train`).
+            More public keys the generated layout trusts, per step, as PEM files relative to the
+            build root, e.g. `{"train": ["keys/cluster-trainer.pub"], "sign":
+            ["keys/release-2027.pub"]}`: the keys of training clusters whose links are imported
+            (`training="train.<keyid8>.link"`), and during a rotation the next key of a role.
+            """
+        ),
+    )
+    thresholds = DictOption[int](
+        default={},
+        help="How many distinct functionaries must sign each step, e.g. `{\"package\": 2}`.",
+    )
+    revocations = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            A revocation list (canonical JSON `{"revoked": [key ids], "schema":
+            "modelseal.revocations/v1"}`, relative to the build root). The build refuses to sign
+            with, or to trust, a revoked key; `modelseal verify` refuses bundles that rely on one.
             """
         ),
     )

@@ -6,9 +6,14 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pants.backend.python.target_types import EntryPoint
+from pants.backend.python.target_types import EntryPoint, PythonSourceField
 from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
-from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
+from pants.backend.python.util_rules.pex_from_targets import (
+    ChosenPythonResolve,
+    ChosenPythonResolveRequest,
+    PexFromTargetsRequest,
+)
+from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     AddPrefix,
@@ -27,6 +32,8 @@ from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.target import (
     FieldSet,
     InvalidFieldException,
+    TransitiveTargets,
+    TransitiveTargetsRequest,
     WrappedTarget,
     WrappedTargetRequest,
 )
@@ -45,6 +52,7 @@ from modelseal_pants.target_types import (
 from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
 
 METRICS_FILE = "metrics.json"
+ENVIRONMENT_FILE = "environment.json"
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,10 @@ class TrainModelRequest:
 class TrainedModel:
     address: Address
     outputs: Digest  # the declared outputs, relative to the training's output directory
-    inputs: Digest  # data/... and hyperparameters.json, as the training saw them
+    # For the train link: the data, hyper-parameters, training code and lock (materials), the
+    # metrics file (a product besides the weights) and environment.json, at the paths it names.
+    link_inputs: Digest
+    link_materials: tuple[str, ...]
     metrics: FrozenDict[str, float]
     metrics_digest: Digest  # metrics.json, as the training wrote it
     hyperparameters: FrozenDict[str, object]
@@ -128,10 +139,11 @@ async def train_model(request: TrainModelRequest) -> TrainedModel:
                 f"--seed={field_set.seed.value}",
                 "--hyperparameters=hyperparameters.json",
                 f"--metrics={METRICS_FILE}",
+                f"--environment={ENVIRONMENT_FILE}",
             ),
             input_digest=inputs,
             output_directories=("out",),
-            output_files=(METRICS_FILE,),
+            output_files=(METRICS_FILE, ENVIRONMENT_FILE),
             # One thread and a fixed hash seed: the same inputs give the same bytes.
             extra_env={
                 "PYTHONHASHSEED": str(field_set.seed.value),
@@ -159,10 +171,24 @@ async def train_model(request: TrainModelRequest) -> TrainedModel:
     )
     contents = await Get(DigestContents, Digest, metrics_digest)
     metrics = json.loads(contents[0].content) if contents else {}
+    closure = await Get(TransitiveTargets, TransitiveTargetsRequest(roots))
+    code = await Get(
+        SourceFiles,
+        SourceFilesRequest(
+            t[PythonSourceField] for t in closure.closure if t.has_field(PythonSourceField)
+        ),
+    )
+    resolve = await Get(ChosenPythonResolve, ChosenPythonResolveRequest(roots))
+    lock = await Get(Digest, PathGlobs([resolve.lockfile.url]))
+    reported = await Get(
+        Digest, DigestSubset(result.output_digest, PathGlobs([METRICS_FILE, ENVIRONMENT_FILE]))
+    )
     return TrainedModel(
         address=field_set.address,
         outputs=outputs.digest,
-        inputs=inputs,
+        link_inputs=await Get(Digest, MergeDigests([inputs, code.snapshot.digest, lock, reported])),
+        link_materials=("data", "hyperparameters.json", resolve.lockfile.url,
+                        *code.snapshot.files),
         metrics=FrozenDict(sorted(metrics.items())),
         metrics_digest=metrics_digest,
         hyperparameters=FrozenDict(sorted(hyperparameters.items())),

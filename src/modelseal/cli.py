@@ -23,6 +23,8 @@ from modelseal.atomic import write_atomic
 from modelseal.bundle import read_bundle
 from modelseal.canonical import canonical_json
 from modelseal.cli_build import (
+    check_keys,
+    check_keys_arguments,
     check_provenance,
     check_provenance_arguments,
     dev_keyring,
@@ -137,7 +139,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("inspect", "show what a bundle or its tar contains", _inspect, _inspect_arguments),
     Command(
         "link",
-        "(internal) write a signed in-toto link for existing files",
+        "(internal) write a signed in-toto link",
         link,
         link_arguments,
         "An internal step that the modelseal Pants rules run: records the materials and "
@@ -145,14 +147,21 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "check-provenance",
-        "(internal) verify a signed bundle's in-toto layout and links",
+        "(internal) check an imported training link",
         check_provenance,
         check_provenance_arguments,
         "An internal step that the modelseal Pants rules run when a training link was imported.",
     ),
     Command(
+        "check-keys",
+        "(internal) refuse revoked keys",
+        check_keys,
+        check_keys_arguments,
+        "An internal step that the modelseal Pants rules run before signing.",
+    ),
+    Command(
         "dev-keyring",
-        "(internal) create the per-user development keys",
+        "(internal) create the development keys",
         dev_keyring,
         dev_keyring_arguments,
         "An internal step that the modelseal Pants rules run when no keys are configured.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 import sys
 
@@ -23,6 +24,9 @@ def link_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="where to write the link")
     parser.add_argument("--materials", nargs="*", default=[], metavar="PATH")
     parser.add_argument("--products", nargs="*", default=[], metavar="PATH")
+    parser.add_argument(
+        "--environment", metavar="JSON", help="a JSON object to record as the link's environment"
+    )
 
 
 def link(args: argparse.Namespace) -> int:
@@ -33,8 +37,12 @@ def link(args: argparse.Namespace) -> int:
     signer = load_signer(args.key)
     materials = _artifacts(args.materials, "--materials")
     products = _artifacts(args.products, "--products")
+    environment = None
+    if args.environment:
+        with open(args.environment, encoding="utf-8") as f:
+            environment = json.load(f)
     os.makedirs(args.out, exist_ok=True)
-    write_link(args.step, materials, products, signer, args.out)
+    write_link(args.step, materials, products, signer, args.out, environment=environment)
     return EXIT_OK
 
 
@@ -50,6 +58,31 @@ def check_provenance(args: argparse.Namespace) -> int:
 
     with open(args.owner_public_key, "rb") as f:
         verify_provenance(args.bundle, f.read())
+    return EXIT_OK
+
+
+def check_keys_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--revocations", required=True, metavar="JSON", help="the revocation list")
+    parser.add_argument("public_keys", nargs="+", metavar="PEM")
+
+
+def check_keys(args: argparse.Namespace) -> int:
+    """Refuse to sign with, or to trust, a revoked key: the build honours the revocation list
+    that verifiers honour."""
+    from modelseal.keys import PublicKey
+    from modelseal.provenance import load_revocations
+
+    with open(args.revocations, "rb") as f:
+        revoked = load_revocations(f.read(), args.revocations)
+    for path in args.public_keys:
+        key = PublicKey.from_file(path)
+        if key.key_id in revoked:
+            raise SpecError(
+                what=f"the key {key.key_id[:16]} is revoked",
+                where=path,
+                remedy="configure its replacement in [modelseal] and drop it from trusted_keys "
+                "(docs/operations.md, Key compromise)",
+            )
     return EXIT_OK
 
 

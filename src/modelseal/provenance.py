@@ -173,17 +173,18 @@ def write_link(
 # -- layout -----------------------------------------------------------------------------------
 
 
-def _rules() -> dict[str, tuple[list[list[str]], list[list[str]]]]:
+def _rules(with_train: bool = True) -> dict[str, tuple[list[list[str]], list[list[str]]]]:
     """(expected_materials, expected_products) per step. Train products are named by their
-    bundle path (`weights/...`) so that they can be matched by the package step."""
+    bundle path (`weights/...`) so that they can be matched by the package step. Without a train
+    step (weights committed to the repository), the package step is where the weights enter."""
+    weights_from_train = [
+        ["MATCH", "weights/*", "WITH", "PRODUCTS", "FROM", "train"],
+        ["DISALLOW", "weights/*"],
+    ]
     return {
         "train": ([["ALLOW", "*"]], [["ALLOW", "*"]]),
         "package": (
-            [
-                ["MATCH", "weights/*", "WITH", "PRODUCTS", "FROM", "train"],
-                ["DISALLOW", "weights/*"],
-                ["ALLOW", "*"],
-            ],
+            [*(weights_from_train if with_train else []), ["ALLOW", "*"]],
             [
                 ["ALLOW", "model.pex"],
                 ["ALLOW", "manifest.json"],
@@ -224,8 +225,11 @@ def _layout_metablock(
         )
     keys: dict[str, dict[str, Any]] = {}
     steps = []
-    rules = _rules()
+    with_train = "train" in functionaries
+    rules = _rules(with_train)
     for name in STEPS:
+        if name == "train" and not with_train:
+            continue  # A model whose weights were not trained by a recorded step.
         publics = list(functionaries.get(name, ()))
         if not publics:
             raise SpecError(

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import math
 import os
+import platform
 import random
 import sys
 from collections.abc import Sequence
@@ -51,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--hyperparameters", required=True)
     parser.add_argument("--metrics", required=True)
+    parser.add_argument("--environment", required=True)
     args = parser.parse_args(argv)
 
     with open(args.hyperparameters, encoding="utf-8") as f:
@@ -64,7 +67,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with open(args.metrics, "w", encoding="utf-8") as f:
         f.write(json.dumps(metrics, sort_keys=True, separators=(",", ":")) + "\n")
+    with open(args.environment, "w", encoding="utf-8") as f:
+        f.write(json.dumps(environment(), sort_keys=True, separators=(",", ":")) + "\n")
     return 0
+
+
+def environment() -> dict[str, Any]:
+    """What the train link records of where training ran: interpreter, platform and package
+    versions; no path, host or user name."""
+    packages = sorted(
+        f"{dist.metadata['Name']}=={dist.version}"
+        for dist in importlib.metadata.distributions()
+        if dist.metadata["Name"]
+    )
+    return {
+        "interpreter": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": f"{platform.system()}-{platform.machine()}",
+        "packages": packages,
+    }
 
 
 if __name__ == "__main__":

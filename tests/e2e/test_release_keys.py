@@ -47,7 +47,7 @@ def make_token(root: Path, keys: Path) -> tuple[str, dict[str, str]]:
     module = softhsm2_module()
     if not module or not shutil.which("softhsm2-util"):
         pytest.skip("SoftHSM2 is not installed (.ci/run installs Debian's softhsm2)")
-    (root / "tokens").mkdir()
+    (root / "tokens").mkdir(parents=True)
     conf = root / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\n")
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
@@ -225,7 +225,7 @@ def test_imported_training_link(builds: Builds, release: Release, tmp_path: Path
         made = modelseal(builds, "keygen", "--type", "ecdsa-p256", "--out", str(key))
         assert made.returncode == 0, made.stderr
     shutil.copy(tmp_path / "trainer.pub", release.repo / "trainer.pub")
-    env = {**release.env, "PANTS_MODELSEAL_TRUSTED_TRAIN_KEYS": "['trainer.pub']"}
+    env = {**release.env, "PANTS_MODELSEAL_TRUSTED_KEYS": "{'train': ['trainer.pub']}"}
 
     link = write_imported_model(builds, release, trusted, b"weights v1")
     built = run_pants(release.repo, "package", "examples/imported:model", env=env)

@@ -76,6 +76,8 @@ def options() -> list[str]:
         "--python-resolves={'python-default': 'lock.txt'}",
         "--python-invalid-lockfile-behavior=ignore",
         "--python-bootstrap-search-path=['<PATH>', '<PYENV>']",
+        # Not a git checkout: SOURCE_DATE_EPOCH falls back to 1980; the layout must live long.
+        "--modelseal-layout-validity-days=73000",
     ]
 
 
@@ -228,8 +230,11 @@ def test_training_feeds_the_artifact(rule_runner: RuleRunner) -> None:
     train_links = [p for p in files if p.startswith("models.toy/model/toy-1.2.3/provenance/train.")]
     assert len(train_links) == 1
     link = json.loads(files[train_links[0]])["signed"]
-    assert sorted(link["materials"]) == ["data/data/numbers.txt", "hyperparameters.json"]
-    assert sorted(link["products"]) == ["weights/nested/scale.txt"]
+    assert sorted(link["materials"]) == [
+        "data/data/numbers.txt", "hyperparameters.json", "lock.txt", "models/toy/train.py"
+    ]
+    assert sorted(link["products"]) == ["metrics.json", "weights/nested/scale.txt"]
+    assert link["environment"]["interpreter"].startswith("CPython 3.9")
 
 
 def test_runtime_sources_are_stdlib_modules(rule_runner: RuleRunner) -> None:
