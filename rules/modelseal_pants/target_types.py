@@ -40,6 +40,7 @@ from pants.util.strutil import help_text
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_FUNCTION = re.compile(rf"^{_IDENTIFIER}(\.{_IDENTIFIER})*:{_IDENTIFIER}$")
 _ENTRY_POINT = re.compile(rf"^{_IDENTIFIER}(\.{_IDENTIFIER})*(:{_IDENTIFIER}(\.{_IDENTIFIER})*)?$")
 
 
@@ -85,9 +86,29 @@ class ModelArtifactDependenciesField(Dependencies):
     )
 
 
-class ModelEntryPointField(StringField):
-    alias = "entry_point"
+class _PatternField(StringField):
+    """A required string that must match `pattern`; the error says what was `expected`."""
+
     required = True
+    pattern: ClassVar[re.Pattern[str]]
+    expected: ClassVar[str]
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        assert value is not None
+        if not cls.pattern.match(value):
+            raise InvalidFieldException(
+                f"The {cls.alias!r} field in target {address} must {cls.expected}, "
+                f"but was {value!r}."
+            )
+        return value
+
+
+class ModelEntryPointField(_PatternField):
+    alias = "entry_point"
+    pattern = _ENTRY_POINT
+    expected = "look like `package.module` or `package.module:name`"
     help = help_text(
         """
         The handler: a module (`package.module`) or an object in one (`package.module:name`)
@@ -96,31 +117,10 @@ class ModelEntryPointField(StringField):
         """
     )
 
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
-        assert value is not None
-        if not _ENTRY_POINT.match(value):
-            raise InvalidFieldException(
-                f"The {cls.alias!r} field in target {address} must look like "
-                f"`package.module` or `package.module:name`, but was {value!r}."
-            )
-        return value
 
-
-class _NameField(StringField):
-    required = True
-
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
-        assert value is not None
-        if not _NAME.match(value):
-            raise InvalidFieldException(
-                f"The {cls.alias!r} field in target {address} must start with a letter or digit "
-                f"and contain only letters, digits, '.', '_' and '-', but was {value!r}."
-            )
-        return value
+class _NameField(_PatternField):
+    pattern = _NAME
+    expected = "start with a letter or digit and contain only letters, digits, '.', '_' and '-'"
 
 
 class ModelNameField(_NameField):
@@ -307,17 +307,10 @@ class TrainingDependenciesField(Dependencies):
     help = "The training code (python_sources) and its third-party requirements."
 
 
-class TrainingEntryPointField(ModelEntryPointField):
-    @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
-        if ":" not in value:
-            raise InvalidFieldException(
-                f"The {cls.alias!r} field in target {address} must name a function, as "
-                f"`package.module:function`, but was {value!r}."
-            )
-        return value
-
+class TrainingEntryPointField(_PatternField):
+    alias = "entry_point"
+    pattern = _FUNCTION
+    expected = "name a function, as `package.module:function`"
     help = help_text(
         """
         The training function, as `package.module:function`. It is called as

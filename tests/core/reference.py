@@ -13,6 +13,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 CLI_NAMES = {
     "MODELSEAL_IN_TOTO_VERIFY": "in-toto-verify",
     "MODELSEAL_MODEL_SIGNING": "model_signing",
@@ -43,3 +45,10 @@ def softhsm2_module() -> str | None:
     if os.environ.get("MODELSEAL_SOFTHSM2_MODULE"):
         return os.environ["MODELSEAL_SOFTHSM2_MODULE"]
     return next((m for m in SOFTHSM2_MODULES if os.path.exists(m)), None)
+
+
+def reference_cli_or_skip(variable: str) -> str:
+    path = reference_cli(variable)
+    if not path:
+        pytest.skip(f"{variable} is not set and build-support/reference-tools is not available")
+    return path

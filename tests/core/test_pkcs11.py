@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from core.reference import reference_cli, softhsm2_module
+from core.reference import reference_cli_or_skip, softhsm2_module
 from core.signing_fixtures import Keys, flip_byte, make_bundle, make_keys
 from modelseal.cli import main
 from modelseal.errors import KeyError_, SigningError
@@ -107,13 +107,6 @@ def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
             os.environ.pop("SOFTHSM2_CONF", None)
         else:
             os.environ["SOFTHSM2_CONF"] = previous
-
-
-def _tool(variable: str) -> str:
-    path = reference_cli(variable)
-    if not path:
-        pytest.skip(f"{variable} is not set and build-support/reference-tools is not available")
-    return path
 
 
 def _no_secret(*texts: str) -> None:
@@ -272,7 +265,7 @@ def test_model_signing_cli_accepts_token_signature(tmp_path: Path, hsm_keys: Key
     release = hsm_keys.signers["release"].public_key_pem
     verify_bundle_signature(bundle, release)
     verify_provenance(bundle, hsm_keys.signers["owner"].public_key_pem)
-    tool = _tool("MODELSEAL_MODEL_SIGNING")
+    tool = reference_cli_or_skip("MODELSEAL_MODEL_SIGNING")
     command = [
         tool, "verify", "key", bundle, "--signature", os.path.join(bundle, "model.sig"),
         "--public_key", hsm_keys.pub("release"),
@@ -284,7 +277,7 @@ def test_model_signing_cli_accepts_token_signature(tmp_path: Path, hsm_keys: Key
 
 
 def test_in_toto_verify_accepts_token_layout_and_link(tmp_path: Path, hsm_keys: Keys) -> None:
-    tool = _tool("MODELSEAL_IN_TOTO_VERIFY")
+    tool = reference_cli_or_skip("MODELSEAL_IN_TOTO_VERIFY")
     bundle = make_bundle(str(tmp_path / "b"), hsm_keys)
     command = [
         tool, "--layout", LAYOUT_PATH, "--verification-keys", hsm_keys.pub("owner"),
