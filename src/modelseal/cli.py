@@ -44,6 +44,7 @@ from modelseal.cli_signing import (
     sign,
     sign_arguments,
 )
+from modelseal.cli_verify import run, run_arguments, split_passthrough, verify, verify_arguments
 from modelseal.errors import EXIT_FAILURE, ModelsealError
 from modelseal.manifest import describe
 from modelseal.spec import BundleSpec
@@ -174,8 +175,23 @@ COMMANDS: tuple[Command, ...] = (
         "Write DIR/provenance/sign.<keyid8>.link and DIR/model.sig (OpenSSF Model Signing v1.0) "
         "with the key REF; nothing is written if signing fails (docs/signing.md).",
     ),
-    Command("verify", "verify a bundle's signatures, provenance, digests and policy"),
-    Command("run", "verify a bundle, then run its model"),
+    Command(
+        "verify",
+        "verify a bundle's signatures, provenance, digests and policy",
+        verify,
+        verify_arguments,
+        "Check a bundle directory or tar before installing it: archive safety, model.sig, the "
+        "in-toto provenance, every file against the manifest, this host's interpreter, and the "
+        "policy; stops at the first failure with its own exit code (docs/verification.md).",
+    ),
+    Command(
+        "run",
+        "verify a bundle, then run its model",
+        run,
+        run_arguments,
+        "Verify as `modelseal verify` does, then run the verified model.pex with the arguments "
+        "after `--` (e.g. `-- predict`); nothing runs when verification fails.",
+    ),
     Command(
         "record",
         "record a signed in-toto link for a step run outside the build",
@@ -208,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv, passthrough = split_passthrough(sys.argv[1:] if argv is None else argv)
     # Unknown arguments are tolerated only long enough for "not yet available" to win over them.
     args, unknown = parser.parse_known_args(argv)
     command: Command | None = getattr(args, "command_spec", None)
@@ -222,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if passthrough is not None:
+        args.passthrough = passthrough
     try:
         return command.handler(args)
     except ModelsealError as e:

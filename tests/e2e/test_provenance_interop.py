@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 from e2e.repo import Builds, reference_tools
+
+from core.interpreters import find_python
 
 BUNDLES = {
     "examples.iris/model/iris-1.0.0": "weights/model.skops",
@@ -82,3 +85,40 @@ def test_a_key_that_did_not_sign_is_refused(builds: Builds, tools: Path, tmp_pat
     assert verified.returncode != 0
     signed = model_signing_verify(tools, unpacked, builds.keyring / "package.pub")
     assert signed.returncode != 0
+
+
+@pytest.mark.parametrize("minor", [9, 10, 11, 12, 13], ids=lambda m: f"cpython3.{m}")
+def test_modelseal_pex_verifies_the_examples_on(builds: Builds, minor: int) -> None:
+    python = find_python(minor)
+    assert python, f"CPython 3.{minor} is not on this machine"
+    model_python = find_python(11)  # the interpreter the examples run on, on this host
+    for bundle in BUNDLES:
+        for target in (builds.first / f"{bundle}.tar", builds.first / bundle):
+            result = subprocess.run(
+                [python, str(builds.first / "modelseal.pex"), "verify", str(target),
+                 "--trust", str(builds.keyring / "owner.pub"),
+                 "--release-key", str(builds.keyring / "sign.pub"),
+                 "--allow-development", f"--python={model_python}"],
+                capture_output=True, text=True,
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_modelseal_run_verifies_then_predicts(builds: Builds, tmp_path: Path) -> None:
+    bundle = builds.first / "examples.iris/model/iris-1.0.0.tar"
+    common = [str(find_python(13)), str(builds.first / "modelseal.pex"), "run", str(bundle),
+              "--trust", str(builds.keyring / "owner.pub"), "--allow-development",
+              f"--python={find_python(11)}"]
+    ran = subprocess.run(
+        [*common, "--release-key", str(builds.keyring / "sign.pub"), "--", "predict"],
+        input='{"instances": [[5.1, 3.5, 1.4, 0.2]]}', capture_output=True, text=True,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["predictions"] == ["setosa"]
+    # The wrong release key: verification fails and the model never runs.
+    refused = subprocess.run(
+        [*common, "--release-key", str(builds.keyring / "package.pub"), "--", "predict"],
+        input='{"instances": [[5.1, 3.5, 1.4, 0.2]]}', capture_output=True, text=True,
+    )
+    assert refused.returncode == 11, refused.stderr
+    assert refused.stdout == ""

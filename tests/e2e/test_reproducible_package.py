@@ -5,6 +5,7 @@ refuse tampered weights, on every CPython they declare."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -66,6 +67,12 @@ def test_predictions_agree_on_every_declared_cpython(
             input=json.dumps(inputs), capture_output=True, text=True,
         )
         assert result.returncode == 0, result.stderr
+        # pex would quietly re-execute under another interpreter if it lacked wheels for this one.
+        probe = subprocess.run(
+            [python, str(directory / "model.pex"), "-c", "import sys; print(sys.version_info[1])"],
+            env={**os.environ, "PEX_INTERPRETER": "1"}, capture_output=True, text=True,
+        )
+        assert probe.stdout.strip() == str(minor), probe.stderr
         outputs[minor] = json.loads(result.stdout)
     predicted = outputs[minors[0]]["predictions"]
     assert [p if isinstance(p, str) else p["label"] for p in predicted] == labels

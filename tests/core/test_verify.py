@@ -1,0 +1,618 @@
+"""`modelseal verify` and `run`: the adversarial suite, each case with its exact exit code."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.signing_fixtures import Keys, flip_byte, make_keys
+from core.verify_fixtures import (
+    make_signed_bundle,
+    member,
+    pex_bytes,
+    raw_tar,
+    resign,
+    tar_of,
+)
+from modelseal.canonical import canonical_json
+from modelseal.cli import main
+from modelseal.failures import (
+    EXIT_ARCHIVE,
+    EXIT_INTEGRITY_CHECK,
+    EXIT_POLICY,
+    EXIT_PROVENANCE_CHECK,
+    EXIT_RUNTIME,
+    EXIT_SIGNATURE,
+    EXIT_TRUST,
+)
+from modelseal.hostcheck import Host, check_wheels, matches_constraint
+from modelseal.keys import PublicKey
+from modelseal.provenance import LAYOUT_PATH, create_layout, revocations_bytes
+
+HOST = Host("CPython", (3, 11, 7), "", "linux", "x86_64", (2, 35), None)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    return make_keys(str(tmp_path_factory.mktemp("keys")))
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The only place verification may write; it must be empty again afterwards."""
+    directory = tmp_path / "scratch"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    yield directory
+    assert list(directory.iterdir()) == []
+
+
+def _tree(path: Path) -> list[tuple[str, int, int]]:
+    return sorted(
+        (str(p.relative_to(path)), p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in path.rglob("*")
+        if p.name != "scratch"  # Checked to be empty by the `scratch` fixture.
+    )
+
+
+def verify(
+    keys: Keys,
+    target: str | Path,
+    capsys: pytest.CaptureFixture[str],
+    *extra: str,
+) -> tuple[int, str, str]:
+    """Run `modelseal verify`; assert it wrote nothing next to the target and printed no
+    traceback; (exit code, stdout, stderr)."""
+    parent = Path(target).parent
+    before = _tree(parent)
+    cwd = os.getcwd()
+    code = main(
+        [
+            "verify",
+            str(target),
+            "--trust",
+            keys.pub("owner"),
+            "--release-key",
+            keys.pub("release"),
+            *extra,
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out
+    assert os.getcwd() == cwd
+    assert _tree(parent) == before
+    return code, out, err
+
+
+def test_a_valid_bundle_and_its_tar_verify(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    code, out, err = verify(keys, bundle, capsys)
+    assert (code, err) == (0, "")
+    assert "verified iris 1.0.0 (release)" in out
+    tar = tar_of(bundle, str(tmp_path / "iris-1.0.0.tar"))
+    code, out, _ = verify(keys, tar, capsys, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True and report["failure"] is None
+    assert [c["name"] for c in report["checks"]] == [
+        "archive",
+        "signature",
+        "provenance",
+        "integrity",
+        "runtime",
+        "trust",
+        "policy",
+    ]
+
+
+# -- signature: one changed byte anywhere -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "weights/model.bin",
+        "model.pex",
+        "manifest.json",
+        LAYOUT_PATH,
+        "provenance/train.*.link",
+        "provenance/package.*.link",
+        "provenance/sign.*.link",
+        "model.sig",
+    ],
+)
+def test_a_flipped_byte_in_any_file(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str], path: str
+) -> None:
+    bundle = Path(make_signed_bundle(str(tmp_path / "b"), keys))
+    (target,) = bundle.glob(path)
+    flip_byte(str(target), offset=target.stat().st_size // 2)
+    code, out, _ = verify(keys, bundle, capsys, "--json")
+    failure = json.loads(out)["failure"]
+    assert code == EXIT_SIGNATURE == failure["exit_code"]
+    assert failure["check"] == "signature"
+    assert failure["remedy"]
+
+
+@pytest.mark.parametrize("change", ["added", "removed"])
+def test_a_file_added_or_removed(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str], change: str
+) -> None:
+    bundle = Path(make_signed_bundle(str(tmp_path / "b"), keys))
+    if change == "added":
+        (bundle / "weights" / "extra.bin").write_bytes(b"x")
+    else:
+        (bundle / "weights" / "config.json").unlink()
+    code, _, err = verify(keys, bundle, capsys)
+    assert code == EXIT_SIGNATURE
+    assert "weights/" in err
+
+
+def test_another_release_key(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    code = main(
+        ["verify", bundle, "--trust", keys.pub("owner"), "--release-key", keys.pub("builder")]
+    )
+    assert code == EXIT_SIGNATURE
+    assert "another key" in capsys.readouterr().err
+
+
+# -- provenance -------------------------------------------------------------------------------
+
+
+def test_a_link_signed_by_a_revoked_key(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    revocations = tmp_path / "revoked.json"
+    revocations.write_bytes(revocations_bytes([keys.signers["trainer"].key_id]))
+    code, _, err = verify(keys, bundle, capsys, "--revocations", str(revocations))
+    assert code == EXIT_PROVENANCE_CHECK
+    assert "revoked" in err
+
+
+def test_an_expired_layout(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    past = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys, expires=past)
+    code, _, err = verify(keys, bundle, capsys)
+    assert code == EXIT_PROVENANCE_CHECK
+    assert "expired" in err
+
+
+def test_a_layout_resigned_by_another_key(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    pems = {
+        step: [keys.signers[role].public_key_pem]
+        for step, role in (("train", "trainer"), ("package", "builder"), ("sign", "release"))
+    }
+    layout = create_layout(
+        keys.signers["builder"], pems, expires=dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)
+    )
+    Path(bundle, LAYOUT_PATH).write_bytes(layout)
+    resign(bundle, keys)
+    code, _, _ = verify(keys, bundle, capsys)
+    assert code == EXIT_PROVENANCE_CHECK
+
+
+@pytest.mark.parametrize("what", [LAYOUT_PATH, "provenance/train.*.link"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_malformed_provenance_json(
+    tmp_path: Path,
+    keys: Keys,
+    scratch: Path,
+    capsys: pytest.CaptureFixture[str],
+    what: str,
+    damage: str,
+) -> None:
+    bundle = Path(make_signed_bundle(str(tmp_path / "b"), keys))
+    (target,) = bundle.glob(what)
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 2] if damage == "truncate" else b'{"signed": [1,')
+    resign(str(bundle), keys)
+    code, _, _ = verify(keys, bundle, capsys)
+    assert code == EXIT_PROVENANCE_CHECK
+
+
+# -- integrity --------------------------------------------------------------------------------
+
+
+def test_a_manifest_claiming_another_size(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def lie(document: dict[str, Any]) -> None:
+        for entry in document["files"]:
+            if entry["path"] == "weights/model.bin":
+                entry["size"] += 1
+
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys, hook=lie)
+    code, out, _ = verify(keys, bundle, capsys, "--json")
+    failure = json.loads(out)["failure"]
+    assert code == EXIT_INTEGRITY_CHECK
+    assert failure["where"] == "weights/model.bin"
+    assert failure["expected"] == "4097 bytes" and failure["found"] == "4096 bytes"
+
+
+def test_a_manifest_with_another_digest(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def lie(document: dict[str, Any]) -> None:
+        document["files"][0]["sha256"] = "0" * 64
+
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys, hook=lie)
+    code, _, err = verify(keys, bundle, capsys)
+    assert code == EXIT_INTEGRITY_CHECK
+    assert "sha256" in err
+
+
+@pytest.mark.parametrize("data", [b'{"schema": "modelseal.manifest/v1"', b"\xff\xfe", b"[]"])
+def test_a_malformed_manifest(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str], data: bytes
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys, manifest_bytes=data)
+    code, _, err = verify(keys, bundle, capsys)
+    assert code == EXIT_INTEGRITY_CHECK
+    assert "manifest.json" in err
+
+
+def test_a_file_the_manifest_lacks(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def drop(document: dict[str, Any]) -> None:
+        document["files"] = [f for f in document["files"] if f["path"] != "weights/config.json"]
+
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys, hook=drop)
+    code, _, err = verify(keys, bundle, capsys)
+    assert code == EXIT_INTEGRITY_CHECK
+    assert "weights/config.json" in err
+
+
+# -- runtime ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("manifest_constraint", "pex", "found"),
+    [
+        ("CPython==2.7.*", None, "outside"),
+        ("PyPy>=3.9", None, "outside"),
+        ("CPython>=3.9", pex_bytes(["CPython<3.0"]), "PEX-INFO"),
+        (
+            "CPython>=3.9",
+            pex_bytes(["CPython>=3.9"], ("numpy-1.26.4-cp27-cp27m-win32.whl",)),
+            "numpy",
+        ),
+        ("CPython>>3.9", None, "cannot decide"),
+        ("CPython>=3.9", b"not a zip", "not a readable zip"),
+    ],
+)
+def test_an_incompatible_runtime(
+    tmp_path: Path,
+    keys: Keys,
+    scratch: Path,
+    capsys: pytest.CaptureFixture[str],
+    manifest_constraint: str,
+    pex: bytes | None,
+    found: str,
+) -> None:
+    def constrain(document: dict[str, Any]) -> None:
+        document["runtime"]["interpreter_constraints"] = [manifest_constraint]
+
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys, hook=constrain, pex=pex)
+    code, _, err = verify(keys, bundle, capsys)
+    assert code == EXIT_RUNTIME, err
+    assert found in err
+
+
+def test_constraint_forms() -> None:
+    for text, expected in [
+        ("CPython==3.11.*", True),
+        ("CPython>=3.11,<3.14", True),
+        ("CPython<3.14,>=3.12", False),
+        (">=3.9", True),
+        ("CPython", True),
+        ("CPython!=3.11.*", False),
+        ("CPython~=3.10", True),
+        ("CPython~=3.10.0", False),
+        ("CPython==3.11.7", True),
+        ("CPython==3.11", False),
+        ("PyPy", False),
+    ]:
+        assert matches_constraint(text, HOST) is expected, text
+    for bad in ["CPython>>3", "", "CPython>=3.x", "CPython>=3.*", "3.11"]:
+        with pytest.raises(ValueError):
+            matches_constraint(bad, HOST)
+
+
+def test_wheel_tags() -> None:
+    ok = [
+        "six-1.16.0-py2.py3-none-any.whl",
+        "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "numpy-1.26.4-cp311-cp311-macosx_11_0_arm64.whl",
+        "cryptography-42.0.0-cp39-abi3-manylinux_2_28_x86_64.whl",
+    ]
+    assert "3 distributions" in check_wheels(ok, HOST, "pex")
+    for only in [
+        "numpy-1.26.4-cp312-cp312-manylinux_2_17_x86_64.whl",
+        "numpy-1.26.4-cp311-cp311-manylinux_2_39_x86_64.whl",
+        "numpy-1.26.4-cp311-cp311-manylinux_2_17_aarch64.whl",
+        "numpy-1.26.4-cp311-cp311-win_amd64.whl",
+        "cryptography-42.0.0-cp312-abi3-manylinux_2_28_x86_64.whl",
+    ]:
+        with pytest.raises(Exception) as failed:
+            check_wheels([only], HOST, "pex")
+        assert type(failed.value).__name__ == "RuntimeCheckError", only
+    assert "not decidable" in check_wheels(["x-1-py3-none-musllinux_1_1_x86_64.whl"], HOST, "p")
+
+
+# -- trust and policy -------------------------------------------------------------------------
+
+
+def _policy(tmp_path: Path, **fields: Any) -> str:
+    path = tmp_path / "policy.json"
+    path.write_bytes(canonical_json({"schema": "modelseal.policy/v1", **fields}))
+    return str(path)
+
+
+def test_development_trust(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys, trust="development")
+    assert verify(keys, bundle, capsys)[0] == EXIT_TRUST
+    assert verify(keys, bundle, capsys, "--allow-development")[0] == 0
+    allowing = _policy(tmp_path, allow_development=True)
+    assert verify(keys, bundle, capsys, "--policy", allowing)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"min_metrics": {"accuracy": 0.99}}, "metrics.accuracy"),
+        ({"min_metrics": {"auc": 0.5}}, "metrics.auc"),
+        ({"allowed_licenses": ["MIT"]}, "license"),
+        ({"allowed_signer_key_ids": ["a" * 64]}, "allowed_signer_key_ids"),
+        ({"max_age_days": 1}, "source_date_epoch"),
+        ({"required_steps": ["train", "evaluate"]}, "required_steps"),
+    ],
+)
+def test_policy_failures(
+    tmp_path: Path,
+    keys: Keys,
+    scratch: Path,
+    capsys: pytest.CaptureFixture[str],
+    fields: dict[str, Any],
+    where: str,
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    code, out, _ = verify(keys, bundle, capsys, "--json", "--policy", _policy(tmp_path, **fields))
+    failure = json.loads(out)["failure"]
+    assert (code, failure["check"]) == (EXIT_POLICY, "policy")
+    assert where in failure["where"]
+
+
+def test_a_policy_that_holds(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    signer_ids = [keys.signers[r].key_id for r in ("trainer", "builder", "release")]
+    policy = _policy(
+        tmp_path,
+        required_steps=["train", "package", "sign"],
+        min_metrics={"accuracy": 0.9},
+        allowed_licenses=["Apache-2.0"],
+        allowed_signer_key_ids=signer_ids,
+        max_age_days=100000,
+        allow_development=False,
+    )
+    code, out, _ = verify(keys, bundle, capsys, "--policy", policy)
+    assert code == 0, out
+    assert "accuracy 0.97 >= 0.9" in out
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"schema": "modelseal.policy/v2"}, "schema"),
+        ({"schema": "modelseal.policy/v1", "min_metric": {}}, "min_metric"),
+        ({"schema": "modelseal.policy/v1", "max_age_days": -1}, "max_age_days"),
+        ({"schema": "modelseal.policy/v1", "allow_development": "no"}, "allow_development"),
+        ({"schema": "modelseal.policy/v1", "allowed_signer_key_ids": ["ab"]}, "[0]"),
+    ],
+)
+def test_invalid_policy_files_name_the_field(
+    tmp_path: Path,
+    keys: Keys,
+    scratch: Path,
+    capsys: pytest.CaptureFixture[str],
+    document: dict[str, Any],
+    field: str,
+) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(document))
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    code, _, err = verify(keys, bundle, capsys, "--policy", str(path))
+    assert code == 3
+    assert field in err
+
+
+# -- archives ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("members", "found"),
+    [
+        ([member("b", tarfile.DIRTYPE), member("b/../evil", size=1)], "'..'"),
+        ([member("/etc/evil", size=1)], "absolute"),
+        (
+            [member("b", tarfile.DIRTYPE), member("b/x", tarfile.SYMTYPE, link="/etc/passwd")],
+            "symbolic link",
+        ),
+        (
+            [member("b", tarfile.DIRTYPE), member("b/x", tarfile.LNKTYPE, link="../../etc/passwd")],
+            "hard link",
+        ),
+        ([member("b", tarfile.DIRTYPE), member("b/x", tarfile.FIFOTYPE)], "FIFO"),
+        ([member("b", tarfile.DIRTYPE), member("b/x", tarfile.CHRTYPE)], "device"),
+        ([member("b", tarfile.DIRTYPE), member("b/x", size=100 * 1024**3)], "size limit"),
+        ([member("b", tarfile.DIRTYPE), member("b/x", size=1), member("b/x", size=1)], "duplicate"),
+        ([member("b", tarfile.DIRTYPE), member("c", tarfile.DIRTYPE)], "outside the top"),
+    ],
+)
+def test_unsafe_archives(
+    tmp_path: Path,
+    keys: Keys,
+    scratch: Path,
+    capsys: pytest.CaptureFixture[str],
+    members: list[tarfile.TarInfo],
+    found: str,
+) -> None:
+    contents = [(m, b"x" * m.size if m.isreg() and m.size < 1024 else None) for m in members]
+    tar = raw_tar(str(tmp_path / "evil.tar"), contents)
+    code, _, err = verify(keys, tar, capsys)
+    assert code == EXIT_ARCHIVE, err
+    assert found in err
+    assert not (tmp_path / "evil").exists() and not Path("/etc/evil").exists()
+
+
+def test_a_huge_long_name_is_not_read(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tar = raw_tar(str(tmp_path / "evil.tar"), [(member("././@LongLink", b"L", 2 * 1024**3), None)])
+    code, _, err = verify(keys, tar, capsys)
+    assert code == EXIT_ARCHIVE, err
+
+
+def test_member_size_limit_option(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    tar = tar_of(bundle, str(tmp_path / "iris-1.0.0.tar"))
+    code, _, err = verify(keys, tar, capsys, "--max-member-size", "100")
+    assert code == EXIT_ARCHIVE and "size limit" in err
+
+
+def test_a_symlink_in_a_bundle_directory(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = Path(make_signed_bundle(str(tmp_path / "b"), keys))
+    (bundle / "weights" / "link").symlink_to("/etc/passwd")
+    code, _, _ = verify(keys, bundle, capsys)
+    assert code == EXIT_ARCHIVE
+
+
+def test_a_truncated_tar(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    tar = Path(tar_of(bundle, str(tmp_path / "iris-1.0.0.tar")))
+    data = tar.read_bytes()
+    for size in (100, 1536, len(data) // 2):
+        tar.write_bytes(data[:size])
+        code, _, _ = verify(keys, tar, capsys)
+        assert code in (EXIT_ARCHIVE, EXIT_SIGNATURE), size
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+def test_bad_inputs_keep_their_codes(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    not_a_key = tmp_path / "bad.pub"
+    not_a_key.write_bytes(b"nope")
+    assert (
+        main(["verify", bundle, "--trust", str(not_a_key), "--release-key", keys.pub("release")])
+        == 5
+    )
+    assert (
+        main(
+            [
+                "verify",
+                str(tmp_path / "missing"),
+                "--trust",
+                keys.pub("owner"),
+                "--release-key",
+                keys.pub("release"),
+                "--json",
+            ]
+        )
+        == 3
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["failure"]["check"] == "input" and report["failure"]["exit_code"] == 3
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+def _run(keys: Keys, target: str, *command: str) -> int:
+    return main(
+        [
+            "run",
+            target,
+            "--trust",
+            keys.pub("owner"),
+            "--release-key",
+            keys.pub("release"),
+            "--",
+            *command,
+        ]
+    )
+
+
+def test_run_passes_arguments_and_exit_code(
+    tmp_path: Path,
+    keys: Keys,
+    scratch: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    tar = tar_of(bundle, str(tmp_path / "iris-1.0.0.tar"))
+    monkeypatch.setenv("PEX_EXIT", "7")
+    assert _run(keys, tar, "predict", "--flag") == 7
+    out = capfd.readouterr().out
+    assert json.loads(out)["argv"] == ["predict", "--flag"]
+
+
+def test_run_runs_nothing_when_verification_fails(
+    tmp_path: Path,
+    keys: Keys,
+    scratch: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("MARKER", str(marker))
+    flip_byte(os.path.join(bundle, "weights", "model.bin"))
+    assert _run(keys, bundle, "predict") == EXIT_SIGNATURE
+    assert not marker.exists()
+    captured = capfd.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    shutil.rmtree(bundle)
+    assert _run(keys, bundle) == 3  # Nothing after `--`.
+
+
+def test_release_key_id_in_report(
+    tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    code, out, _ = verify(keys, bundle, capsys)
+    key_id = PublicKey.from_pem(keys.signers["release"].public_key_pem).key_id
+    assert code == 0 and key_id[:16] in out
