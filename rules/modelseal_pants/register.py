@@ -8,7 +8,7 @@ from pants.engine.rules import Rule
 from pants.engine.target import Target
 from pants.engine.unions import UnionRule
 
-from modelseal_pants import build_info, package, signing, tool, training
+from modelseal_pants import build_info, package, signing, tool, training, verify_goal
 from modelseal_pants.target_types import ModelArtifactTarget, ModelTrainingTarget
 
 
@@ -23,4 +23,5 @@ def rules() -> Iterable[Rule | UnionRule]:
         *training.rules(),
         *signing.rules(),
         *package.rules(),
+        *verify_goal.rules(),
     )

@@ -18,6 +18,7 @@ from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.base.glob_match_error_behavior import GlobMatchErrorBehavior
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
+    EMPTY_DIGEST,
     AddPrefix,
     Digest,
     DigestSubset,
@@ -158,6 +159,34 @@ def _expires(source_date_epoch: int, days: int, address: str) -> str:
     return expires.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(frozen=True)
+class PublicKeysRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class PublicKeys:
+    """`keys/<role>.pub` (PEM) for each role: what the layout names and what verifiers trust."""
+
+    digest: Digest
+    development: bool
+
+
+@rule(desc="Exporting the public keys", level=LogLevel.DEBUG)
+async def export_public_keys(_: PublicKeysRequest) -> PublicKeys:
+    keys = await Get(SigningKeys, SigningKeysRequest())
+    tool = await Get(ModelsealTool, ModelsealToolRequest())
+    exported = await Get(
+        ProcessResult,
+        _process(
+            tool, keys,
+            ("keys", "export-public", *(f"--key={r}={keys[r]}" for r in ROLES), "keys"),
+            EMPTY_DIGEST, "Exporting the public keys", output_directories=("keys",),
+        ),
+    )
+    return PublicKeys(exported.output_digest, keys.development)
+
+
 @rule(desc="Signing a model bundle", level=LogLevel.DEBUG)
 async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem) -> SignedBundle:
     keys = await Get(SigningKeys, SigningKeysRequest())
@@ -165,14 +194,7 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
     what = f"{request.address}"
     expires = _expires(request.source_date_epoch, subsystem.layout_validity_days, what)
 
-    publics = await Get(
-        ProcessResult,
-        _process(
-            tool, keys,
-            ("keys", "export-public", *(f"--key={r}={keys[r]}" for r in ROLES), "keys"),
-            request.bundle, f"Exporting the public keys for {what}", output_directories=("keys",),
-        ),
-    )
+    publics = await Get(PublicKeys, PublicKeysRequest())
     extra = {step: tuple(paths) for step, paths in subsystem.trusted_keys.items()}
     trusted = await Get(
         Snapshot,
@@ -182,7 +204,7 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
             description_of_origin="`[modelseal].trusted_keys`",
         ),
     )
-    layout_inputs = await Get(Digest, MergeDigests([publics.output_digest, trusted.digest]))
+    layout_inputs = await Get(Digest, MergeDigests([publics.digest, trusted.digest]))
     trained = request.train_inputs is not None or request.imported_train_link is not None
     steps = [
         f"--step={step}=" + ",".join([f"keys/{step}.pub", *extra.get(step, ())])
@@ -275,7 +297,7 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
         # A link from outside the build: check that a trusted key signed it and that its products
         # are these weights, before anything reaches dist/.
         check_inputs = await Get(Digest, MergeDigests([
-            await Get(Digest, AddPrefix(result, request.bundle_name)), publics.output_digest
+            await Get(Digest, AddPrefix(result, request.bundle_name)), publics.digest
         ]))
         await Get(
             ProcessResult,

@@ -158,6 +158,51 @@ def test_a_file_added_or_removed(
     assert "weights/" in err
 
 
+# Another model's weights: the same file names and keys, other bytes.
+OTHER_WEIGHTS = bytes(reversed(range(256))) * 16
+
+
+@pytest.mark.parametrize(
+    ("variant", "code", "where"),
+    [
+        # model.sig records every file's sha256, so A's signature refuses B's weights: the first
+        # check that reads the weights, and the cheapest to name (the swapped file itself).
+        ("weights", EXIT_SIGNATURE, "weights/model.bin"),
+        # B's model.sig verifies with the release key, but it signs B's bundle as a whole: A's
+        # manifest.json (and links) record A's weights, so the signature check fires on the first
+        # of A's files that B's signature does not cover, never on a weights file alone.
+        ("weights and model.sig", EXIT_SIGNATURE, "manifest.json"),
+        # An insider with the release key re-signs A after the swap, so model.sig verifies. The
+        # builder-signed package link (which the release key cannot forge) still records A's
+        # weights, and the layout requires what `sign` signed to match the package's products:
+        # provenance fires before the manifest (which would refuse it too) is read.
+        ("weights, re-signed", EXIT_PROVENANCE_CHECK, LAYOUT_PATH),
+    ],
+)
+def test_weights_swapped_for_another_models_signed_weights(
+    tmp_path: Path,
+    keys: Keys,
+    scratch: Path,
+    capsys: pytest.CaptureFixture[str],
+    variant: str,
+    code: int,
+    where: str,
+) -> None:
+    a = Path(make_signed_bundle(str(tmp_path / "a"), keys))
+    b = Path(make_signed_bundle(str(tmp_path / "b"), keys, model_bin=OTHER_WEIGHTS))
+    assert verify(keys, a, capsys)[0] == 0 and verify(keys, b, capsys)[0] == 0
+    copied = ["weights/model.bin", *(["model.sig"] if variant == "weights and model.sig" else [])]
+    for path in copied:
+        shutil.copyfile(b / path, a / path)
+    if variant == "weights, re-signed":
+        resign(str(a), keys)
+    found, out, _ = verify(keys, a, capsys, "--json")
+    report = json.loads(out)
+    assert found == code == report["failure"]["exit_code"]
+    assert report["failure"]["where"].endswith(where)
+    assert report["failure"]["remedy"]
+
+
 def test_another_release_key(
     tmp_path: Path, keys: Keys, scratch: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -208,6 +253,66 @@ def test_a_layout_resigned_by_another_key(
     resign(bundle, keys)
     code, _, _ = verify(keys, bundle, capsys)
     assert code == EXIT_PROVENANCE_CHECK
+
+
+@pytest.mark.parametrize("resigned", [False, True], ids=["as-is", "re-signed"])
+@pytest.mark.parametrize(
+    ("older", "replayed"),
+    [
+        ("weights", ("package",)),
+        ("weights", ("train", "package")),
+        ("manifest", ("package",)),
+    ],
+)
+def test_a_link_replayed_from_an_older_build(
+    tmp_path: Path,
+    keys: Keys,
+    scratch: Path,
+    capsys: pytest.CaptureFixture[str],
+    older: str,
+    replayed: tuple[str, ...],
+    resigned: bool,
+) -> None:
+    def earlier(document: dict[str, Any]) -> None:
+        document["build"]["source_date_epoch"] -= 86400
+        if older == "manifest":
+            document["metrics"]["accuracy"] = 0.91
+
+    weights = OTHER_WEIGHTS if older == "weights" else None
+    old = Path(make_signed_bundle(str(tmp_path / "old"), keys, hook=earlier, model_bin=weights))
+    new = Path(make_signed_bundle(str(tmp_path / "new"), keys))
+    assert verify(keys, old, capsys)[0] == 0  # The replayed links are authentic.
+    if resigned:
+        resign(str(new), keys)  # Re-signing alone is harmless: the failure is the replay's.
+        assert verify(keys, new, capsys)[0] == 0
+    for step in replayed:
+        (link,) = old.glob(f"provenance/{step}.*.link")
+        shutil.copyfile(link, new / "provenance" / link.name)
+    if resigned:
+        resign(str(new), keys)
+    code, out, _ = verify(keys, new, capsys, "--json")
+    report = json.loads(out)
+    failure = report["failure"]
+    if not resigned:
+        # model.sig signs the provenance too: the newer build's signature records its own
+        # package link, so the signature check names the replayed link.
+        assert code == EXIT_SIGNATURE == failure["exit_code"]
+        assert failure["where"].startswith("provenance/package.")
+    else:
+        # The insider's model.sig and sign link cover the newer files, and every link is
+        # authentic, so only the layout's artifact rules can tell: the package step's weights
+        # must be the train step's products, and `sign`'s materials (the newer files) the
+        # package step's products (the older ones). The manifest matches the files, so
+        # integrity would pass: provenance is the check that must, and does, refuse it.
+        assert code == EXIT_PROVENANCE_CHECK == failure["exit_code"]
+        assert [(c["name"], c["ok"]) for c in report["checks"]] == [
+            ("archive", True),
+            ("signature", True),
+            ("provenance", False),
+        ]
+        assert "RuleVerificationError" in failure["message"]
+        differing = "weights/model.bin" if older == "weights" else "manifest.json"
+        assert differing in failure["message"]
 
 
 @pytest.mark.parametrize("what", [LAYOUT_PATH, "provenance/train.*.link"])

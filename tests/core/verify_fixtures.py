@@ -54,13 +54,15 @@ def make_signed_bundle(
     pex: bytes | None = None,
     hook: Hook | None = None,
     manifest_bytes: bytes | None = None,
+    model_bin: bytes | None = None,
 ) -> str:
-    """`root/iris-1.0.0`: weights, model.pex, a valid manifest (after `hook` edited it, or
-    `manifest_bytes` verbatim), train and package links, layout, sign link and model.sig."""
+    """`root/iris-1.0.0`: weights (`weights/model.bin` is `model_bin` when given), model.pex, a
+    valid manifest (after `hook` edited it, or `manifest_bytes` verbatim), train and package
+    links, layout, sign link and model.sig."""
     bundle = os.path.join(root, "iris-1.0.0")
     os.makedirs(os.path.join(bundle, "weights"))
     files = {
-        "weights/model.bin": bytes(range(256)) * 16,
+        "weights/model.bin": model_bin if model_bin is not None else bytes(range(256)) * 16,
         "weights/config.json": b'{"classes": 3}\n',
         "model.pex": pex if pex is not None else pex_bytes(["CPython>=3.9,<3.14"]),
     }

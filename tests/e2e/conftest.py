@@ -36,4 +36,6 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> Builds:
         # Every process runs again: a cache hit would prove nothing about reproducibility.
         result = run_pants(repo, "--no-local-cache", "package", "::", env=env, umask=umask)
         assert result.returncode == 0, result.stderr[-5000:]
-    return Builds(first / "dist", second / "dist", data_home / "modelseal" / "dev-keyring")
+    return Builds(
+        first / "dist", second / "dist", data_home / "modelseal" / "dev-keyring", runs[0][1]
+    )

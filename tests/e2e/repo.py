@@ -62,6 +62,7 @@ class Builds:
     first: Path  # dist/ of the first build
     second: Path
     keyring: Path  # the development keyring both builds signed with
+    first_env: dict[str, str]  # the environment of the first build, to run ./pants there again
 
 
 def reference_tools() -> Path:

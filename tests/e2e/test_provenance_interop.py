@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from e2e.repo import Builds, reference_tools
+from e2e.repo import Builds, reference_tools, run_pants
 
 from core.interpreters import find_python
 
@@ -122,3 +122,20 @@ def test_modelseal_run_verifies_then_predicts(builds: Builds, tmp_path: Path) ->
     )
     assert refused.returncode == 11, refused.stderr
     assert refused.stdout == ""
+
+
+def test_pants_verify_goal(builds: Builds) -> None:
+    repo = builds.first.parent
+    verified = run_pants(repo, "verify", "::", env=builds.first_env)
+    assert verified.returncode == 0, verified.stderr[-3000:]
+    for address in ("examples/iris:model", "examples/sentiment:model"):
+        assert f"✓ {address}" in verified.stdout
+
+    # A policy the iris model does not meet: the goal fails and names the target and the metric.
+    (repo / "strict-policy.json").write_text(
+        '{"schema": "modelseal.policy/v1", "min_metrics": {"accuracy": 0.99}}'
+    )
+    strict = run_pants(repo, "verify", "--verify-policy=strict-policy.json", "examples/iris:model",
+                       env=builds.first_env)
+    assert strict.returncode != 0
+    assert "examples/iris:model" in strict.stderr and "accuracy" in strict.stderr
