@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -28,6 +29,7 @@ from pants.testutil.rule_runner import QueryRule, RuleRunner
 from modelseal_pants import register
 from modelseal_pants.build_info import FALLBACK_EPOCH, BuildInfo, BuildInfoRequest
 from modelseal_pants.package import ModelArtifactFieldSet
+from modelseal_pants.signing import PublicKeys, PublicKeysRequest
 from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
 from modelseal_pants.training import TrainedModel, TrainModelRequest
 from plugin.test_pex_through_rule_graph import pex_cli_options
@@ -67,7 +69,7 @@ def modelseal_sources() -> dict[str, str]:
     }
 
 
-def options() -> list[str]:
+def options(validity_days: int = 73000) -> list[str]:
     return [
         *pex_cli_options(),
         "--source-root-patterns=['src', 'models']",
@@ -77,7 +79,7 @@ def options() -> list[str]:
         "--python-invalid-lockfile-behavior=ignore",
         "--python-bootstrap-search-path=['<PATH>', '<PYENV>']",
         # Not a git checkout: SOURCE_DATE_EPOCH falls back to 1980; the layout must live long.
-        "--modelseal-layout-validity-days=73000",
+        f"--modelseal-layout-validity-days={validity_days}",
     ]
 
 
@@ -99,6 +101,7 @@ def rule_runner(tmp_path: Path) -> RuleRunner:
             QueryRule(TrainedModel, [TrainModelRequest]),
             QueryRule(RuntimeSources, [RuntimeSourcesRequest]),
             QueryRule(BuildInfo, [BuildInfoRequest]),
+            QueryRule(PublicKeys, [PublicKeysRequest]),
             QueryRule(DigestContents, [Digest]),
         ],
         target_types=[*python_backend.target_types(), *register.target_types(),
@@ -303,3 +306,43 @@ def test_entry_point_that_does_not_exist(rule_runner: RuleRunner) -> None:
 def test_malformed_entry_point(rule_runner: RuleRunner) -> None:
     write_model(rule_runner, entry_point="'toy/handler.py'")
     assert_package_fails(rule_runner, "models/toy:model", "'entry_point'", "package.module")
+
+
+def test_a_layout_that_would_already_have_expired(rule_runner: RuleRunner, tmp_path: Path) -> None:
+    write_model(rule_runner)
+    # A commit from 2001 with the default one-year layout validity.
+    rule_runner.set_options(
+        options(validity_days=365),
+        env={"XDG_DATA_HOME": str(tmp_path), "SOURCE_DATE_EPOCH": "1000000000"},
+        env_inherit=INHERIT,
+    )
+    with pytest.raises(ExecutionError, match="would have expired on 2002-09-09"):
+        package(rule_runner)
+
+
+def test_a_revoked_key_is_refused(rule_runner: RuleRunner, tmp_path: Path) -> None:
+    write_model(rule_runner)
+    publics = rule_runner.request(PublicKeys, [PublicKeysRequest()])
+    pems = {c.path: c.content for c in rule_runner.request(DigestContents, [publics.digest])}
+    # A key id is the sha256 of the DER public key, which is what the PEM's base64 body holds.
+    body = "".join(
+        line for line in pems["keys/sign.pub"].decode().splitlines() if "-----" not in line
+    )
+    revoked = hashlib.sha256(base64.b64decode(body)).hexdigest()
+    rule_runner.write_files(
+        {
+            "revoked.json": json.dumps(
+                {"revoked": [revoked], "schema": "modelseal.revocations/v1"},
+                sort_keys=True, separators=(",", ":"),
+            )
+        }
+    )
+    rule_runner.set_options(
+        [*options(), "--modelseal-revocations=revoked.json"],
+        env={"XDG_DATA_HOME": str(tmp_path)},
+        env_inherit=INHERIT,
+    )
+    with pytest.raises(ExecutionError) as failure:
+        package(rule_runner)
+    assert f"the key {revoked[:16]} is revoked" in str(failure.value)
+    assert "keys/sign.pub" in str(failure.value)
