@@ -8,7 +8,15 @@ from pants.engine.rules import Rule
 from pants.engine.target import Target
 from pants.engine.unions import UnionRule
 
-from modelseal_pants import build_info, package, signing, tool, training, verify_goal
+from modelseal_pants import (
+    build_info,
+    package,
+    reproduce_goal,
+    signing,
+    tool,
+    training,
+    verify_goal,
+)
 from modelseal_pants.target_types import ModelArtifactTarget, ModelTrainingTarget
 
 
@@ -24,4 +32,5 @@ def rules() -> Iterable[Rule | UnionRule]:
         *signing.rules(),
         *package.rules(),
         *verify_goal.rules(),
+        *reproduce_goal.rules(),
     )

@@ -1,8 +1,7 @@
 """The `modelseal` command line.
 
-Each subcommand is one entry in `COMMANDS`; subcommands that are not implemented yet exist so that
-`--help` shows the whole tool, and fail with exit code 2 and a message saying so. `manifest` and
-`archive` are steps the Pants rules run in their sandbox; people run the others.
+Each subcommand is one entry in `COMMANDS`. `manifest`, `archive`, `link` and the other commands
+marked "(internal)" are steps the Pants rules run in their sandbox; people run the others.
 
 Expected failures are `ModelsealError`s: they are printed as one line on stderr, prefixed with
 `modelseal: error: `, and the process exits with the error's code (docs/formats.md, "Exit codes").
@@ -22,6 +21,7 @@ from modelseal.archive import write_tar
 from modelseal.atomic import write_atomic
 from modelseal.bundle import read_bundle
 from modelseal.canonical import canonical_json
+from modelseal.cli_audit import rebuild, rebuild_arguments, reproduce, reproduce_arguments
 from modelseal.cli_build import (
     check_keys,
     check_keys_arguments,
@@ -50,7 +50,7 @@ from modelseal.manifest import describe
 from modelseal.spec import BundleSpec
 
 EXIT_OK = 0
-EXIT_USAGE = 2  # argparse's own code for usage errors; also "not available in this version".
+EXIT_USAGE = 2  # argparse's own code for usage errors.
 
 Handler = Callable[[argparse.Namespace], int]
 Arguments = Callable[[argparse.ArgumentParser], None]
@@ -60,7 +60,7 @@ Arguments = Callable[[argparse.ArgumentParser], None]
 class Command:
     name: str
     summary: str
-    handler: Handler | None = None  # None: planned, not yet available.
+    handler: Handler
     arguments: Arguments | None = None
     description: str | None = None  # For the command's own --help; the summary by default.
 
@@ -201,7 +201,26 @@ COMMANDS: tuple[Command, ...] = (
     Command("layout", "create or rotate the owner-signed in-toto layout", layout, layout_arguments),
     Command("keygen", "generate a signing key", keygen, keygen_arguments),
     Command("keys", "export public keys", keys, keys_arguments),
-    Command("rebuild", "rebuild a commit and compare it with a published artifact"),
+    Command(
+        "rebuild",
+        "rebuild a commit and compare it with a published artifact",
+        rebuild,
+        rebuild_arguments,
+        "Check out --commit in a new temporary clone (nothing of your working tree is used), "
+        "package --target with the checkout's own ./pants (no cache, development keys), and "
+        "compare every file of the result with --against, signatures excepted. Reproduced: exit "
+        "0 and a signed in-toto statement in the report directory; otherwise exit 7, the files "
+        "that differ with both digests, and diffoscope's reports (docs/reproducibility.md).",
+    ),
+    Command(
+        "reproduce",
+        "build model_artifact targets twice, apart, and compare (what `pants reproduce` runs)",
+        reproduce,
+        reproduce_arguments,
+        "Copy the working tree twice (different paths, HOME, TZ, locale, user and umask), "
+        "package the targets in each with no cache, and compare every bundle file by file, "
+        "signatures excepted; exit 7 when any differs (docs/reproducibility.md).",
+    ),
 )
 
 
@@ -225,20 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv, passthrough = split_passthrough(sys.argv[1:] if argv is None else argv)
-    # Unknown arguments are tolerated only long enough for "not yet available" to win over them.
-    args, unknown = parser.parse_known_args(argv)
+    args = parser.parse_args(argv)
     command: Command | None = getattr(args, "command_spec", None)
     if command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    if command.handler is None:
-        print(
-            f"modelseal {command.name}: not yet available in modelseal {__version__}",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if passthrough is not None:
         args.passthrough = passthrough
     try:

@@ -1,0 +1,127 @@
+"""Small models that the audit tests add to a clone: one that builds the same bytes every time and
+depends on one pinned package (so that a changed lock entry shows in its PEX), and one whose
+training writes random bytes (so that `pants reproduce` has something to catch)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from e2e.repo import shared_cache
+
+TINY_BUILD = '''\
+python_sources(name="lib")
+
+python_requirement(name="packaging", requirements=["packaging"], resolve="models")
+
+model_artifact(
+    name="model",
+    model_name="tiny",
+    version="0.1.0",
+    license="MIT",
+    entry_point="tiny.handler",
+    dependencies=[":lib", ":packaging"],
+    weights=["*.bin"],
+    metrics={},
+    interpreter_constraints=["CPython==3.11.*"],
+)
+'''
+
+TINY_WEIGHTS = bytes(range(256)) * 64
+
+TINY_HANDLER = '''\
+from packaging.version import Version
+
+
+def load(weights_dir):
+    return Version("1.0")
+
+
+def predict(model, inputs):
+    return {"version": str(model)}
+'''
+
+NONDET_BUILD = '''\
+python_sources(name="lib")
+
+model_training(
+    name="train",
+    entry_point="nondet.train:train",
+    dependencies=[":lib"],
+    seed=0,
+    outputs=["noise.bin"],
+)
+
+model_artifact(
+    name="model",
+    model_name="nondet",
+    version="0.1.0",
+    license="MIT",
+    entry_point="nondet.handler",
+    dependencies=["examples/nondet/handler.py:lib"],
+    training=":train",
+    metrics={},
+    interpreter_constraints=["CPython==3.11.*"],
+)
+'''
+
+NONDET_TRAIN = '''\
+import os
+
+
+def train(data_dir, output_dir, seed, hyperparameters):
+    # Ignores the seed: the kind of training that must be attested, since it cannot be reproduced.
+    with open(os.path.join(output_dir, "noise.bin"), "wb") as f:
+        f.write(os.urandom(64))
+    return {}
+'''
+
+NONDET_HANDLER = '''\
+def load(weights_dir):
+    return None
+
+
+def predict(model, inputs):
+    return {}
+'''
+
+
+def add_models(repo: Path, *, nondeterministic: bool = False) -> None:
+    """Write examples/tiny (and examples/nondet) into `repo` and commit them."""
+    tiny = repo / "examples" / "tiny"
+    tiny.mkdir(parents=True)
+    (tiny / "BUILD").write_text(TINY_BUILD)
+    (tiny / "handler.py").write_text(TINY_HANDLER)
+    (tiny / "weights.bin").write_bytes(TINY_WEIGHTS)
+    if nondeterministic:
+        nondet = repo / "examples" / "nondet"
+        nondet.mkdir(parents=True)
+        (nondet / "BUILD").write_text(NONDET_BUILD)
+        (nondet / "train.py").write_text(NONDET_TRAIN)
+        (nondet / "handler.py").write_text(NONDET_HANDLER)
+    commit(repo, "audit test models")
+
+
+def commit(repo: Path, message: str) -> str:
+    identity = ["-c", "user.name=auditor", "-c", "user.email=auditor@example.invalid"]
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), *identity, "commit", "--quiet", "-m", message],
+                   check=True)
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def environment(root: Path) -> dict[str, str]:
+    """A user's environment: own HOME and data directory, the shared caches."""
+    home = root / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "XDG_CACHE_HOME": shared_cache(),
+        "XDG_DATA_HOME": str(root / "data"),
+    }
+    if "PYENV_ROOT" in os.environ:
+        env["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
+    return env
