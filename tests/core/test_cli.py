@@ -44,7 +44,8 @@ def test_unknown_arguments_are_a_usage_error(
     with pytest.raises(SystemExit) as exited:
         main([command, "--no-such-option"])
     assert exited.value.code == EXIT_USAGE
-    assert "--no-such-option" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"usage: modelseal {command}" in err and "error:" in err
 
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,67 @@
+"""The auditor's statement: an in-toto Statement in a DSSE envelope, signed and checked with real
+keys; securesystemslib (an independent implementation) must accept it too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import SSlibKey
+
+from core.signing_fixtures import write_ec_key
+from modelseal.attestation import Reproduction, open_statement, sign_statement, statement
+from modelseal.errors import SigningError
+from modelseal.keys import load_signer
+
+REPRODUCTION = Reproduction(
+    artifact_name="tiny-0.1.0.tar",
+    artifact_sha256="a" * 64,
+    repository="/src/repo",
+    commit="0123456789abcdef0123456789abcdef01234567",
+    target="examples/tiny:model",
+    reproduced=True,
+    compared=("manifest.json", "model.pex"),
+    not_compared=("model.sig",),
+    time_verified="2026-11-26T12:00:00Z",
+)
+
+
+def test_statement_says_what_was_reproduced() -> None:
+    document = statement(REPRODUCTION, "k" * 64)
+    assert document["_type"] == "https://in-toto.io/Statement/v1"
+    assert document["subject"] == [{"name": "tiny-0.1.0.tar", "digest": {"sha256": "a" * 64}}]
+    predicate = document["predicate"]
+    assert isinstance(predicate, dict)
+    assert predicate["verificationResult"] == "PASSED"
+    assert predicate["reproduction"]["commit"] == REPRODUCTION.commit
+    assert predicate["reproduction"]["key_id"] == "k" * 64
+
+
+def test_signed_statement_verifies_here_and_with_securesystemslib(tmp_path: Path) -> None:
+    signer = load_signer("file:" + write_ec_key(str(tmp_path / "auditor.pem")))
+    envelope = sign_statement(statement(REPRODUCTION, signer.key_id), signer)
+    opened = open_statement(envelope, signer.public_key(), "statement.json")
+    assert opened["subject"] == statement(REPRODUCTION, signer.key_id)["subject"]
+
+    parsed = Envelope.from_dict(json.loads(envelope))
+    key = SSlibKey(signer.key_id, "ecdsa", "ecdsa-sha2-nistp256",
+                   {"public": signer.public_key_pem.decode()})
+    assert signer.key_id in parsed.verify([key], 1)
+
+
+def test_a_changed_statement_or_another_key_is_refused(tmp_path: Path) -> None:
+    signer = load_signer("file:" + write_ec_key(str(tmp_path / "auditor.pem")))
+    other = load_signer("file:" + write_ec_key(str(tmp_path / "other.pem")))
+    envelope = json.loads(sign_statement(statement(REPRODUCTION, signer.key_id), signer))
+    with pytest.raises(SigningError, match="no signature by key"):
+        open_statement(json.dumps(envelope).encode(), other.public_key(), "s.json")
+    forged = dict(statement(REPRODUCTION, signer.key_id), subject=[])
+    from base64 import b64encode
+    from modelseal.canonical import canonical_json
+    envelope["payload"] = b64encode(canonical_json(forged)).decode()
+    with pytest.raises(SigningError, match="no signature by key"):
+        open_statement(json.dumps(envelope).encode(), signer.public_key(), "s.json")
+    with pytest.raises(SigningError, match="not a DSSE envelope"):
+        open_statement(b"{}", signer.public_key(), "s.json")

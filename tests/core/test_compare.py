@@ -1,0 +1,115 @@
+"""modelseal.compare: what an audit counts as the same bundle, on real files and tars."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from core.bundles import write_bundle
+from modelseal.archive import write_tar
+from modelseal.canonical import canonical_json
+from modelseal.compare import compare_opened, is_signature_bearing, opened_bundle, render
+from modelseal.errors import ModelsealError
+
+FILES = {"model.pex": b"PK pex bytes", "weights/model.bin": b"\x00" * 1000}
+
+
+def bundle(root: Path, files: dict[str, bytes] = FILES, **overrides: object) -> Path:
+    root.mkdir(parents=True)
+    write_bundle(root, files, **overrides)
+    (root / "model.pex").chmod(0o755)
+    (root / "model.sig").write_bytes(os.urandom(32))  # signatures differ between signers
+    (root / "provenance").mkdir()
+    (root / "provenance" / f"package.{os.urandom(4).hex()}.link").write_bytes(os.urandom(16))
+    return root
+
+
+def compare(a: Path, b: Path):  # type: ignore[no-untyped-def]
+    with opened_bundle(str(a)) as first, opened_bundle(str(b)) as second:
+        return compare_opened(first, second)
+
+
+def test_signature_bearing_paths() -> None:
+    assert is_signature_bearing("model.sig")
+    assert is_signature_bearing("provenance/root.layout")
+    assert not is_signature_bearing("weights/model.sig")
+    assert not is_signature_bearing("manifest.json")
+
+
+def test_same_content_different_signatures_is_reproduced(tmp_path: Path) -> None:
+    comparison = compare(bundle(tmp_path / "a"), bundle(tmp_path / "b"))
+    assert comparison.reproduced
+    assert comparison.compared == ("manifest.json", "model.pex", "weights/model.bin")
+    assert "model.sig" in comparison.not_compared
+    assert len([p for p in comparison.not_compared if p.startswith("provenance/")]) == 2
+
+
+def test_a_changed_byte_names_the_file_with_both_digests(tmp_path: Path) -> None:
+    a = bundle(tmp_path / "a")
+    b = bundle(tmp_path / "b", {**FILES, "weights/model.bin": b"\x00" * 999 + b"\x01"})
+    comparison = compare(a, b)
+    assert [d.path for d in comparison.differences] == ["manifest.json", "weights/model.bin"]
+    text = render(comparison)
+    weights = next(d for d in comparison.differences if d.path == "weights/model.bin")
+    assert weights.expected and weights.found
+    assert (f"weights/model.bin: published sha256 {weights.expected.sha256} (1000 bytes), "
+            f"rebuilt sha256 {weights.found.sha256} (1000 bytes)") in text
+
+
+def test_missing_extra_and_mode_differences(tmp_path: Path) -> None:
+    a = bundle(tmp_path / "a")
+    b = bundle(tmp_path / "b")
+    (b / "weights" / "extra.bin").write_bytes(b"x")
+    (a / "weights" / "model.bin").chmod(0o755)
+    comparison = compare(a, b)
+    described = {d.path: d.describe() for d in comparison.differences}
+    assert described["weights/extra.bin"].startswith("weights/extra.bin: only in the rebuilt")
+    assert "executable=True published, executable=False rebuilt" in described["weights/model.bin"]
+
+
+def test_trust_label_alone_is_explained_not_a_difference(tmp_path: Path) -> None:
+    a = bundle(tmp_path / "a", trust="release")
+    b = bundle(tmp_path / "b", trust="development")
+    comparison = compare(a, b)
+    assert comparison.reproduced
+    assert "manifest.json" in comparison.compared
+    assert comparison.notes and "trust label" in comparison.notes[0]
+    # Any other change to the manifest is still a difference.
+    c = bundle(tmp_path / "c", trust="development", license="MIT")
+    assert [d.path for d in compare(a, c).differences] == ["manifest.json"]
+
+
+def test_tars_are_compared_with_their_recorded_modes(tmp_path: Path) -> None:
+    a = bundle(tmp_path / "a" / "tiny-1")
+    b = bundle(tmp_path / "b" / "tiny-1")
+    write_tar(str(a), str(tmp_path / "a.tar"), top="tiny-1", mtime=0)
+    write_tar(str(b), str(tmp_path / "b.tar"), top="tiny-1", mtime=0)
+    comparison = compare(tmp_path / "a.tar", tmp_path / "b.tar")
+    assert comparison.reproduced
+    with opened_bundle(str(tmp_path / "a.tar")) as (_, states):
+        assert states["model.pex"].executable
+        assert not states["weights/model.bin"].executable
+    # A tar against a directory: the same files, so the same answer.
+    assert compare(tmp_path / "a.tar", b).reproduced
+
+
+def test_an_unsafe_tar_is_refused_before_comparing(tmp_path: Path) -> None:
+    import tarfile
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        info = tarfile.TarInfo("top/../../escape")
+        info.size = 0
+        tar.addfile(info)
+    with pytest.raises(ModelsealError) as refused:
+        compare(evil, bundle(tmp_path / "b"))
+    assert "evil.tar" in str(refused.value)
+
+
+def test_report_is_json(tmp_path: Path) -> None:
+    comparison = compare(bundle(tmp_path / "a"), bundle(tmp_path / "b", license="MIT"))
+    document = json.loads(canonical_json(comparison.to_json()))
+    assert document["reproduced"] is False
+    assert document["differences"][0]["path"] == "manifest.json"
