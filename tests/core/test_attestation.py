@@ -4,6 +4,7 @@ keys; securesystemslib (an independent implementation) must accept it too."""
 from __future__ import annotations
 
 import json
+from base64 import b64encode
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from securesystemslib.signer import SSlibKey
 
 from core.signing_fixtures import write_ec_key
 from modelseal.attestation import Reproduction, open_statement, sign_statement, statement
+from modelseal.canonical import canonical_json
 from modelseal.errors import SigningError
 from modelseal.keys import load_signer
 
@@ -58,8 +60,6 @@ def test_a_changed_statement_or_another_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SigningError, match="no signature by key"):
         open_statement(json.dumps(envelope).encode(), other.public_key(), "s.json")
     forged = dict(statement(REPRODUCTION, signer.key_id), subject=[])
-    from base64 import b64encode
-    from modelseal.canonical import canonical_json
     envelope["payload"] = b64encode(canonical_json(forged)).decode()
     with pytest.raises(SigningError, match="no signature by key"):
         open_statement(json.dumps(envelope).encode(), signer.public_key(), "s.json")

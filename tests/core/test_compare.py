@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from core.bundles import write_bundle
 from modelseal.archive import write_tar
 from modelseal.canonical import canonical_json
-from modelseal.compare import compare_opened, is_signature_bearing, opened_bundle, render
+from modelseal.compare import Comparison, compare_opened, is_signature_bearing, opened_bundle, render
 from modelseal.errors import ModelsealError
 
 FILES = {"model.pex": b"PK pex bytes", "weights/model.bin": b"\x00" * 1000}
@@ -27,7 +28,7 @@ def bundle(root: Path, files: dict[str, bytes] = FILES, **overrides: object) -> 
     return root
 
 
-def compare(a: Path, b: Path):  # type: ignore[no-untyped-def]
+def compare(a: Path, b: Path) -> Comparison:
     with opened_bundle(str(a)) as first, opened_bundle(str(b)) as second:
         return compare_opened(first, second)
 
@@ -97,7 +98,6 @@ def test_tars_are_compared_with_their_recorded_modes(tmp_path: Path) -> None:
 
 
 def test_an_unsafe_tar_is_refused_before_comparing(tmp_path: Path) -> None:
-    import tarfile
     evil = tmp_path / "evil.tar"
     with tarfile.open(evil, "w") as tar:
         info = tarfile.TarInfo("top/../../escape")
