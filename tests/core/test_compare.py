@@ -12,7 +12,13 @@ import pytest
 from core.bundles import write_bundle
 from modelseal.archive import write_tar
 from modelseal.canonical import canonical_json
-from modelseal.compare import Comparison, compare_opened, is_signature_bearing, opened_bundle, render
+from modelseal.compare import (
+    Comparison,
+    compare_opened,
+    is_signature_bearing,
+    opened_bundle,
+    render,
+)
 from modelseal.errors import ModelsealError
 
 FILES = {"model.pex": b"PK pex bytes", "weights/model.bin": b"\x00" * 1000}
