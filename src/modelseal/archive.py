@@ -19,8 +19,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from modelseal.atomic import atomic_output
-from modelseal.errors import IntegrityError, SpecError
+from modelseal.errors import SpecError
 from modelseal.manifest import PEX_PATH, bundle_path_problem
+from modelseal.safe_extract import read_members
 from modelseal.tree import walk
 
 __all__ = ["TarListing", "TarMember", "read_tar_members", "write_tar"]
@@ -31,7 +32,6 @@ FILE_MODE = 0o644
 # What `read_tar_members` reads into memory (a manifest), at most.
 MAX_READ_SIZE = 16 * 1024 * 1024
 
-UNSAFE_REMEDY = "this is not an archive modelseal wrote: do not install it, re-download it"
 
 
 def _header(name: str, *, is_dir: bool, size: int, mode: int, mtime: int) -> tarfile.TarInfo:
@@ -122,97 +122,13 @@ class TarListing:
     contents: dict[str, bytes] = field(default_factory=dict)
 
 
-def _unsafe(archive: str, name: str, what: str) -> IntegrityError:
-    return IntegrityError(what=what, where=f"{archive}: {name}", remedy=UNSAFE_REMEDY)
-
-
-def _member_path(archive: str, info: tarfile.TarInfo) -> str:
-    name = info.name
-    if info.isdir() and name.endswith("/"):
-        name = name[:-1]
-    if name.startswith("/"):
-        raise _unsafe(archive, info.name, "absolute path")
-    problem = bundle_path_problem(name)
-    if problem is not None:
-        raise _unsafe(archive, info.name, f"the path {problem}")
-    return name
-
-
-def _member_kind_problem(info: tarfile.TarInfo) -> str | None:
-    if info.issym():
-        return "a symbolic link"
-    if info.islnk():
-        return "a hard link"
-    if info.ischr() or info.isblk():
-        return "a device"
-    if info.isfifo():
-        return "a FIFO"
-    if info.isdir() or info.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
-        return None
-    return f"an unsupported member type {info.type!r}"
-
-
 def read_tar_members(
     path: str | os.PathLike[str], *, read: Collection[str] = (), max_read_size: int = MAX_READ_SIZE
 ) -> TarListing:
     """List a bundle tar without extracting it, reading the contents of the members whose paths
-    (below the top directory) are in `read`. IntegrityError for anything unsafe: a path that is
-    absolute, holds `..` or lies outside one top directory, a link or device, a duplicate."""
-    archive = os.fspath(path)
-    try:
-        tar = tarfile.open(archive, mode="r:", encoding="utf-8")
-    except tarfile.ReadError as e:
-        raise IntegrityError(
-            what=f"not an uncompressed tar archive ({e})", where=archive, remedy=UNSAFE_REMEDY
-        ) from None
-    with tar:
-        return _read(archive, tar, read, max_read_size)
-
-
-def _check_member(archive: str, info: tarfile.TarInfo) -> str:
-    """The member's path, if the member is something a bundle can contain."""
-    name = _member_path(archive, info)
-    problem = _member_kind_problem(info)
-    if problem is not None:
-        raise _unsafe(archive, info.name, f"{problem} cannot be part of a bundle")
-    return name
-
-
-def _read(
-    archive: str, tar: tarfile.TarFile, read: Collection[str], max_read_size: int
-) -> TarListing:
-    top: str | None = None
-    members: list[TarMember] = []
-    kinds: dict[str, bool] = {}  # path below top ("" for top itself) -> is_dir
-    contents: dict[str, bytes] = {}
-    for info in tar:
-        name = _check_member(archive, info)
-        first, _, rest = name.partition("/")
-        top = first if top is None else top
-        if first != top:
-            raise _unsafe(archive, info.name, f"outside the top directory {top!r}")
-        if not rest and not info.isdir():
-            raise _unsafe(archive, info.name, "the top directory is not a directory")
-        if rest in kinds:
-            raise _unsafe(archive, info.name, "listed twice")
-        kinds[rest] = info.isdir()
-        if not rest:
-            continue
-        members.append(TarMember(rest, info.isdir(), 0 if info.isdir() else info.size))
-        if rest in read and not info.isdir():
-            if info.size > max_read_size:
-                raise _unsafe(archive, info.name, f"larger than {max_read_size} bytes")
-            stream = tar.extractfile(info)
-            assert stream is not None  # A regular file always has a stream.
-            contents[rest] = stream.read()
-    if top is None:
-        raise IntegrityError(what="the archive is empty", where=archive, remedy=UNSAFE_REMEDY)
-    for member in members:
-        parts = member.path.split("/")
-        for depth in range(1, len(parts)):
-            parent = "/".join(parts[:depth])
-            if kinds.get(parent) is False:
-                raise _unsafe(
-                    archive, f"{top}/{member.path}", f"inside {top + '/' + parent!r}, a file"
-                )
-    return TarListing(top=top, members=tuple(members), contents=contents)
+    (below the top directory) are in `read`. The checks are `modelseal verify`'s
+    (modelseal.safe_extract), so an unsafe tar fails the same way, with ArchiveError (exit 10),
+    whichever command reads it."""
+    scan, contents = read_members(os.fspath(path), read, max_read_size)
+    members = tuple(TarMember(m.path, m.is_dir, m.size) for m in scan.members if m.path)
+    return TarListing(top=scan.top, members=members, contents=contents)

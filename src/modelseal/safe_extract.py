@@ -23,7 +23,7 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import IO, cast
 
@@ -35,6 +35,7 @@ __all__ = [
     "Limits",
     "extract_bundle",
     "private_directory",
+    "read_members",
     "remove_tree",
     "scan_tar",
 ]
@@ -212,6 +213,34 @@ def scan_tar(path: str, limits: Limits = DEFAULT_LIMITS) -> Scan:
         tar = _open(path, raw)
         with tar:
             return _guarded(path, lambda: _scan(path, tar, limits))
+
+
+def read_members(
+    path: str, names: Collection[str], max_size: int, limits: Limits = DEFAULT_LIMITS
+) -> tuple[Scan, dict[str, bytes]]:
+    """Judge every header as `scan_tar` does, then read the regular-file members whose paths
+    (below the top directory) are in `names`, each at most `max_size` bytes: what `inspect`
+    needs (the manifest) without extracting anything."""
+    contents: dict[str, bytes] = {}
+    with open(path, "rb") as raw:
+        tar = _open(path, raw)
+        with tar:
+            scan = _guarded(path, lambda: _scan(path, tar, limits))
+
+            def read() -> Scan:
+                for member in scan.members:
+                    if member.path not in names or member.is_dir:
+                        continue
+                    if member.size > max_size:
+                        raise _bad(path, member.info.name, "a member too large to read",
+                                   f"at most {max_size} bytes", f"{member.size} bytes")
+                    stream = tar.extractfile(member.info)
+                    assert stream is not None  # _scan admits only files and directories.
+                    contents[member.path] = stream.read()
+                return scan
+
+            _guarded(path, read)
+    return scan, contents
 
 
 def _guarded(archive: str, action: Callable[[], Scan]) -> Scan:

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 import modelseal
 from core.interpreters import SUPPORTED_MINORS, find_python
 from modelseal.archive import TarMember, read_tar_members, write_tar
-from modelseal.errors import IntegrityError, SpecError
+from modelseal.errors import SpecError
+from modelseal.failures import ArchiveError
 
 MTIME = 1700000000
 FILES = {
@@ -297,7 +298,7 @@ def test_read_tar_members(tmp_path: Path) -> None:
     )
     assert len(listing.members) == 7
     assert listing.contents == {"manifest.json": b"{}\n"}
-    with pytest.raises(IntegrityError, match="larger than 2 bytes"):
+    with pytest.raises(ArchiveError, match="a member too large to read: expected at most 2 bytes"):
         read_tar_members(out, read=("manifest.json",), max_read_size=2)
 
 
@@ -323,65 +324,72 @@ D, F = tarfile.DIRTYPE, tarfile.REGTYPE
 @pytest.mark.parametrize(
     ("members", "name", "what"),
     [
-        ([("/b", D, b""), ("/b/a", F, b"x")], "/b", "absolute path"),
+        ([("/b", D, b""), ("/b/a", F, b"x")], "/b", "an absolute path"),
         ([("b", D, b""), ("b/../a", F, b"x")], "b/../a", "the path must not contain '..'"),
         ([("b", D, b""), ("b/./a", F, b"x")], "b/./a", "the path must not contain '.' segments"),
         (
             [("b", D, b""), ("b/s", tarfile.SYMTYPE, b"")],
             "b/s",
-            "a symbolic link cannot be part of a bundle",
+            "a symbolic link",
         ),
         (
             [("b", D, b""), ("b/h", tarfile.LNKTYPE, b"")],
             "b/h",
-            "a hard link cannot be part of a bundle",
+            "a hard link",
         ),
         (
             [("b", D, b""), ("b/c", tarfile.CHRTYPE, b"")],
             "b/c",
-            "a device cannot be part of a bundle",
+            "a device",
         ),
         (
             [("b", D, b""), ("b/c", tarfile.BLKTYPE, b"")],
             "b/c",
-            "a device cannot be part of a bundle",
+            "a device",
         ),
         (
             [("b", D, b""), ("b/f", tarfile.FIFOTYPE, b"")],
             "b/f",
-            "a FIFO cannot be part of a bundle",
+            "a FIFO",
         ),
-        ([("b", D, b""), ("b/a", F, b"x"), ("b/a", F, b"y")], "b/a", "listed twice"),
-        ([("b", D, b""), ("b/a", D, b""), ("b/a", F, b"y")], "b/a", "listed twice"),
-        ([("b", D, b""), ("b", D, b"")], "b", "listed twice"),
-        ([("b", D, b""), ("c/a", F, b"x")], "c/a", "outside the top directory 'b'"),
-        ([("b", F, b"x")], "b", "the top directory is not a directory"),
-        ([("b", D, b""), ("b/a", F, b"x"), ("b/a/c", F, b"y")], "b/a/c", "inside 'b/a', a file"),
+        ([("b", D, b""), ("b/a", F, b"x"), ("b/a", F, b"y")], "b/a", "a duplicate member name"),
+        ([("b", D, b""), ("b/a", D, b""), ("b/a", F, b"y")], "b/a", "a duplicate member name"),
+        ([("b", D, b""), ("b", D, b"")], "b", "a duplicate member name"),
+        ([("b", D, b""), ("c/a", F, b"x")], "c/a", "outside the top directory"),
+        ([("b", F, b"x")], "b", "the top entry is not a directory"),
+        (
+            [("b", D, b""), ("b/a", F, b"x"), ("b/a/c", F, b"y")],
+            "b/a/c",
+            "inside 'a', which is a file",
+        ),
     ],
 )
 def test_read_refuses_unsafe_archives(
     tmp_path: Path, members: list[tuple[str, bytes, bytes]], name: str, what: str
 ) -> None:
     path = _tar(tmp_path / "x.tar", *members)
-    with pytest.raises(IntegrityError) as raised:
+    with pytest.raises(ArchiveError) as raised:
         read_tar_members(path)
-    assert str(raised.value) == (
-        f"{path}: {name}: {what}. This is not an archive modelseal wrote: do not install it, "
-        "re-download it"
+    # The same refusal as `modelseal verify`'s (modelseal.safe_extract): one reader, one answer.
+    assert raised.value.exit_code == 10
+    assert raised.value.where == f"{path}: {name}"
+    assert what in raised.value.what
+    assert str(raised.value).endswith(
+        "This is not an archive modelseal wrote: do not install it, re-download the bundle"
     )
 
 
 def test_read_refuses_empty_and_compressed(tmp_path: Path) -> None:
     empty = _tar(tmp_path / "empty.tar")
-    with pytest.raises(IntegrityError, match="the archive is empty"):
+    with pytest.raises(ArchiveError, match="the archive is empty"):
         read_tar_members(empty)
     bundle = _make(tmp_path / "b", FILES)
     write_tar(bundle, tmp_path / "b.tar", top="b", mtime=0)
     compressed = tmp_path / "b.tar.gz"
     compressed.write_bytes(gzip.compress((tmp_path / "b.tar").read_bytes()))
-    with pytest.raises(IntegrityError, match="not an uncompressed tar archive"):
+    with pytest.raises(ArchiveError, match="not an uncompressed tar archive"):
         read_tar_members(compressed)
     garbage = tmp_path / "garbage.tar"
     garbage.write_bytes(b"not a tar at all" * 100)
-    with pytest.raises(IntegrityError, match="not an uncompressed tar archive"):
+    with pytest.raises(ArchiveError, match="not an uncompressed tar archive"):
         read_tar_members(garbage)

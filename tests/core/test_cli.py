@@ -156,10 +156,12 @@ def test_inspect_unsafe_tar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     with tarfile.open(tar, "w") as archive:
         info = tarfile.TarInfo("../evil")
         archive.addfile(info, io.BytesIO(b""))
-    assert main(["inspect", str(tar)]) == 4
+    # The exit code and refusal `modelseal verify` gives the same tar (docs/verification.md).
+    assert main(["inspect", str(tar)]) == 10
     assert capsys.readouterr().err == (
-        f"modelseal: error: {tar}: ../evil: the path must not contain '..'. This is not an "
-        "archive modelseal wrote: do not install it, re-download it\n"
+        f"modelseal: error: {tar}: ../evil: the path must not contain '..': expected a bundle "
+        "path, found '../evil'. This is not an archive modelseal wrote: do not install it, "
+        "re-download the bundle\n"
     )
 
 
