@@ -8,7 +8,15 @@ from pants.engine.rules import Rule
 from pants.engine.target import Target
 from pants.engine.unions import UnionRule
 
-from modelseal_pants import build_info, package, signing, tool, training, verify_goal
+from modelseal_pants import (
+    build_info,
+    dependencies,
+    package,
+    signing,
+    tool,
+    training,
+    verify_goal,
+)
 from modelseal_pants.target_types import ModelArtifactTarget, ModelTrainingTarget
 
 
@@ -19,6 +27,7 @@ def target_types() -> Iterable[type[Target]]:
 def rules() -> Iterable[Rule | UnionRule]:
     return (
         *build_info.rules(),
+        *dependencies.rules(),
         *tool.rules(),
         *training.rules(),
         *signing.rules(),
