@@ -15,10 +15,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pants.backend.python.goals.lockfile import synthetic_lockfile_target_name
+from pants.backend.python.goals.lockfile import (
+    PythonSyntheticLockfileTargetsRequest,
+    synthetic_lockfile_target_name,
+)
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.target_types import PythonResolveField
 from pants.engine.addresses import Address, Addresses, AddressInput
+from pants.engine.internals.synthetic_targets import SyntheticTargetsRequest
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.target import (
     DependenciesRequest,
@@ -28,7 +32,7 @@ from pants.engine.target import (
     InferredDependencies,
     Targets,
 )
-from pants.engine.unions import UnionRule
+from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
 from modelseal_pants.target_types import ModelArtifactDependenciesField, ModelTrainingRefField
@@ -46,10 +50,18 @@ class InferModelArtifactDependencies(InferDependenciesRequest):
     infer_from = ModelArtifactInferenceFieldSet
 
 
-def lockfile_address(resolve: str, python: PythonSetup) -> Address | None:
-    """The synthetic target Pants makes for a resolve's lock file (what requirements depend on)."""
+def lockfile_address(
+    resolve: str, python: PythonSetup, union_membership: UnionMembership
+) -> Address | None:
+    """The synthetic target Pants makes for a resolve's lock file (what requirements depend on),
+    if Pants makes one."""
     lockfile = python.resolves.get(resolve)
-    if not python.enable_synthetic_lockfiles or not lockfile:
+    if (
+        not lockfile
+        or not python.enable_synthetic_lockfiles
+        or PythonSyntheticLockfileTargetsRequest
+        not in union_membership.get(SyntheticTargetsRequest)
+    ):
         return None
     return Address(
         os.path.dirname(lockfile),
@@ -60,7 +72,7 @@ def lockfile_address(resolve: str, python: PythonSetup) -> Address | None:
 
 @rule(desc="Inferring a model artifact's training and lock dependencies", level=LogLevel.DEBUG)
 async def infer_model_artifact_dependencies(
-    request: InferModelArtifactDependencies, python: PythonSetup
+    request: InferModelArtifactDependencies, python: PythonSetup, union_membership: UnionMembership
 ) -> InferredDependencies:
     fs = request.field_set
     include: list[Address] = []
@@ -86,7 +98,7 @@ async def infer_model_artifact_dependencies(
         if target.has_field(PythonResolveField)
     }
     if len(resolves) == 1:
-        lockfile = lockfile_address(resolves.pop(), python)
+        lockfile = lockfile_address(resolves.pop(), python, union_membership)
         if lockfile is not None:
             include.append(lockfile)
     return InferredDependencies(include)

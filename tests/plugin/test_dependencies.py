@@ -9,15 +9,38 @@ from pants.backend.project_info import dependents
 from pants.backend.project_info.dependents import DependentsGoal
 from pants.backend.python import register as python_backend
 from pants.backend.python import target_types_rules
+from pants.backend.python.dependency_inference import rules as python_inference
 from pants.backend.python.goals import lockfile
-from pants.core.target_types import FilesGeneratorTarget, FileTarget
+from pants.core.target_types import (
+    FilesGeneratorTarget,
+    FileTarget,
+    LockfilesGeneratorTarget,
+    LockfileTarget,
+)
 from pants.core.target_types import rules as core_target_type_rules
 from pants.testutil.rule_runner import RuleRunner
 
 from modelseal_pants import dependencies
 from modelseal_pants.target_types import ModelArtifactTarget, ModelTrainingTarget
+from plugin.test_pex_through_rule_graph import pex_cli_options
 
 HANDLER = "def load(weights_dir):\n    return 1\n\n\ndef predict(model, inputs):\n    return 1\n"
+
+
+INHERIT = {"PATH", "PYENV_ROOT", "HOME"}
+
+
+def options() -> list[str]:
+    return [
+        *pex_cli_options(),
+        "--python-infer-use-rust-parser",
+        "--python-bootstrap-search-path=['<PATH>', '<PYENV>']",
+        "--source-root-patterns=['models']",
+        "--python-enable-resolves",
+        "--python-resolves={'a': '3rdparty/a.lock', 'b': '3rdparty/b.lock'}",
+        "--python-default-resolve=a",
+        "--python-invalid-lockfile-behavior=ignore",
+    ]
 
 
 @pytest.fixture
@@ -29,20 +52,12 @@ def rule_runner() -> RuleRunner:
             *lockfile.rules(),
             *target_types_rules.rules(),
             *core_target_type_rules(),
-            *python_backend.rules(),
+            *python_inference.rules(),
         ],
         target_types=[*python_backend.target_types(), ModelArtifactTarget, ModelTrainingTarget,
-                      FileTarget, FilesGeneratorTarget],
+                      FileTarget, FilesGeneratorTarget, LockfileTarget, LockfilesGeneratorTarget],
     )
-    runner.set_options(
-        [
-            "--source-root-patterns=['models']",
-            "--python-enable-resolves",
-            "--python-resolves={'a': '3rdparty/a.lock', 'b': '3rdparty/b.lock'}",
-            "--python-default-resolve=a",
-            "--python-invalid-lockfile-behavior=ignore",
-        ]
-    )
+    runner.set_options(options(), env_inherit=INHERIT)
     runner.write_files(
         {
             "3rdparty/a.lock": "six==1.16.0\n",
@@ -83,7 +98,10 @@ def rule_runner() -> RuleRunner:
 
 
 def models_depending_on(rule_runner: RuleRunner, spec: str) -> set[str]:
-    result = rule_runner.run_goal_rule(DependentsGoal, args=["--transitive", spec])
+    # run_goal_rule sets the options anew: pass them again.
+    result = rule_runner.run_goal_rule(
+        DependentsGoal, global_args=options(), args=["--transitive", spec], env_inherit=INHERIT
+    )
     assert result.exit_code == 0
     return {line for line in result.stdout.splitlines() if line.endswith(":model")}
 
