@@ -42,14 +42,15 @@ STDLIB_HANDLER = '''\
 
 import json
 import os
+from typing import Any
 
 
-def load(weights_dir):
+def load(weights_dir: str) -> Any:
     with open(os.path.join(weights_dir, "weights.json"), encoding="utf-8") as f:
         return json.load(f)
 
 
-def predict(model, inputs):
+def predict(model: Any, inputs: Any) -> Any:
     return {
         "y": [
             round(sum(w * x for w, x in zip(model["w"], row)) + model["b"], 6)
@@ -63,17 +64,18 @@ NUMPY_HANDLER = '''\
 
 import json
 import os
+from typing import Any
 
 import numpy as np
 
 
-def load(weights_dir):
+def load(weights_dir: str) -> Any:
     with open(os.path.join(weights_dir, "weights.json"), encoding="utf-8") as f:
         weights = json.load(f)
     return np.asarray(weights["w"], dtype=np.float64), float(weights["b"])
 
 
-def predict(model, inputs):
+def predict(model: Any, inputs: Any) -> Any:
     w, b = model
     rows = np.asarray(inputs["x"], dtype=np.float64)
     return {"y": [round(float(v), 6) for v in rows @ w + b]}
@@ -86,9 +88,10 @@ TRAIN = '''\
 import csv
 import json
 import os
+from typing import Any
 
 
-def train(data_dir, output_dir, seed, hyperparameters):
+def train(data_dir: str, output_dir: str, seed: int, hyperparameters: Any) -> Any:
     with open(os.path.join(data_dir, hyperparameters["dataset"]), encoding="utf-8") as f:
         rows = [[float(v) for v in row] for row in list(csv.reader(f))[1:]]
     columns = list(zip(*rows))
