@@ -6,6 +6,7 @@ nothing is hashed twice), and the modelseal tool decides every byte of the manif
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pants.backend.python.util_rules.pex import (
     Pex,
     PexPlatforms,
     PexRequest,
+    ReqStrings,
     VenvPexProcess,
 )
 from pants.backend.python.util_rules.pex_from_targets import (
@@ -26,6 +28,7 @@ from pants.backend.python.util_rules.pex_from_targets import (
     ChosenPythonResolveRequest,
     PexFromTargetsRequest,
 )
+from pants.backend.python.util_rules.pex_requirements import PexRequirements
 from pants.backend.python.util_rules.python_sources import (
     PythonSourceFiles,
     PythonSourceFilesRequest,
@@ -214,9 +217,10 @@ async def gather_weights(fs: ModelArtifactFieldSet, build_root: BuildRoot) -> Mo
     return ModelWeights(digest, training, {}, dict(fs.hyperparameters.value or {}))
 
 
-async def _check_entry_point(fs: ModelArtifactFieldSet) -> Snapshot:
-    """Fails unless the entry point's module is among the sources; returns them (unstripped)."""
-    closure = await Get(TransitiveTargets, TransitiveTargetsRequest([fs.address]))
+async def _check_entry_point(fs: ModelArtifactFieldSet, roots: Addresses) -> Snapshot:
+    """Fails unless the entry point's module is among the sources of the PEX's closure; returns
+    them (unstripped)."""
+    closure = await Get(TransitiveTargets, TransitiveTargetsRequest(roots))
     request = PythonSourceFilesRequest(closure.closure, include_resources=False)
     unstripped = await Get(PythonSourceFiles, PythonSourceFilesRequest, request)
     sources = await Get(StrippedPythonSourceFiles, PythonSourceFiles, unstripped)
@@ -272,12 +276,27 @@ def _file_rows(entries: DigestEntries, prefix: str) -> list[dict[str, Any]]:
     ]
 
 
+async def _without_empty_superset(request: PexRequest) -> PexRequest:
+    """A model whose code needs no third-party package gets a PEX built without a resolve.
+
+    With a requirements-style lock, Pants builds each PEX as a subset of a repository PEX holding
+    the whole lock, and passes it even when the subset is empty: pex then opens that large
+    repository for every such model, which made a workspace of many small stdlib-only models
+    take minutes to package. The PEX's contents are the same either way."""
+    requirements = request.requirements
+    if isinstance(requirements, PexRequirements) and requirements.from_superset is not None:
+        needed = await Get(ReqStrings, PexRequirements, requirements)
+        if not needed.req_strings:
+            return dataclasses.replace(request, requirements=PexRequirements())
+    return request
+
+
 @rule(desc="Packaging a model artifact", level=LogLevel.DEBUG)
 async def package_model_artifact(fs: ModelArtifactFieldSet, python: PythonSetup) -> BuiltPackage:
-    # Everything the BUILD file can get wrong is checked before anything is built.
-    sources = await _check_entry_point(fs)
     # The PEX is built from the dependencies, whose resolve (and interpreter constraints) it uses.
     roots = await pex_roots(fs.dependencies)
+    # Everything the BUILD file can get wrong is checked before anything is built.
+    sources = await _check_entry_point(fs, roots)
     weights = await Get(ModelWeights, ModelArtifactFieldSet, fs)
     metrics = _merge_metrics(fs, weights.measured_metrics)
     tool, runtime, info, keys = await MultiGet(
@@ -306,7 +325,7 @@ async def package_model_artifact(fs: ModelArtifactFieldSet, python: PythonSetup)
             description=f"Building model.pex for {fs.address}",
         ),
     )
-    pex = await Get(Pex, PexRequest, pex_request)
+    pex = await Get(Pex, PexRequest, await _without_empty_superset(pex_request))
     weight_entries = await Get(DigestEntries, Digest, weights.digest)
     pex_entries = await Get(DigestEntries, Digest, pex.digest)
     spec = {

@@ -10,6 +10,7 @@ from pants.engine.unions import UnionRule
 
 from modelseal_pants import (
     build_info,
+    dependencies,
     package,
     reproduce_goal,
     signing,
@@ -27,6 +28,7 @@ def target_types() -> Iterable[type[Target]]:
 def rules() -> Iterable[Rule | UnionRule]:
     return (
         *build_info.rules(),
+        *dependencies.rules(),
         *tool.rules(),
         *training.rules(),
         *signing.rules(),

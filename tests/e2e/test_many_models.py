@@ -1,0 +1,160 @@
+"""Many models: 50 generated `model_artifact` targets package in one `./pants package` (Pants runs
+them in parallel), every bundle verifies, two predict what their weights say, and `pants
+dependents` names exactly the models a changed dataset or lock alters, as computed from the
+generator's map (models.json) without asking Pants.
+
+A clone of HEAD of its own, sharing the caller's bootstrap and Pants caches (the local process
+cache too: this test is about the graph and parallel packaging; the reproducibility test rebuilds
+with no cache). Signing is never cached, so every bundle is signed again on every run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e.repo import clone, run_pants, shared_cache
+
+COUNT = 50
+OUT = "generated/many"
+INPUTS = {"x": [[1.0, -2.0, 0.5, 3.0], [0.0, 0.25, -1.5, 2.0]]}
+
+
+def expected_prediction(weights: dict[str, Any]) -> list[float]:
+    return [
+        sum(w * x for w, x in zip(weights["w"], row)) + weights["b"] for row in INPUTS["x"]
+    ]
+
+
+def models_in(output: str) -> set[str]:
+    """The generated model_artifact addresses among the lines Pants printed."""
+    return {
+        line.strip() for line in output.splitlines()
+        if line.startswith(f"{OUT}/") and line.strip().endswith(":model")
+    }
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], dict]:
+    root = tmp_path_factory.mktemp("many")
+    repo = clone(root / "repo")
+    (root / "home").mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(root / "home"),
+        "XDG_CACHE_HOME": shared_cache(),
+        "XDG_DATA_HOME": str(root / "data"),  # a development keyring of the test's own
+        "LANG": "C.UTF-8",
+    }
+    if "PYENV_ROOT" in os.environ:
+        env["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
+    generated = subprocess.run(
+        ["build-support/gen-models", "--count", str(COUNT), "--out", OUT],
+        cwd=repo, env=env, capture_output=True, text=True,
+    )
+    assert generated.returncode == 0, generated.stderr
+    index = json.loads((repo / OUT / "models.json").read_text())
+    assert len(index["models"]) == COUNT
+    # Generated, never committed: the clone's work tree stays clean.
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
+                            text=True, check=True)
+    assert status.stdout == ""
+    return repo, env, index
+
+
+def test_fifty_models_package_in_parallel_verify_and_predict(workspace: tuple) -> None:
+    repo, env, index = workspace
+    started = time.monotonic()
+    # One session: `verify` checks the very bundles `package` wrote (signed once).
+    result = run_pants(repo, "package", "verify", f"{OUT}::", env=env)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-5000:]
+    print(f"package + verify of {COUNT} models: {elapsed:.0f} s")
+    verified = [line for line in result.stdout.splitlines() if line.startswith("✓ ")]
+    assert len(verified) == COUNT, result.stdout
+
+    locks = {
+        path: hashlib.sha256((repo / path).read_bytes()).hexdigest()
+        for path in {m["lock"] for m in index["models"]}
+    }
+    for model in index["models"]:
+        bundle = repo / "dist" / model["bundle"]
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        assert manifest["name"] == model["model_name"], model["name"]
+        assert manifest["build"]["lock_sha256"] == locks[model["lock"]], model["name"]
+        dataset = model["dataset"]
+        assert manifest["lineage"]["datasets"] == (
+            {f"{dataset}.csv": "sha256:" + index["datasets"][dataset]["sha256"]} if dataset else {}
+        )
+        assert (bundle / "model.sig").is_file() and (bundle / "weights/weights.json").is_file()
+        with tarfile.open(f"{bundle}.tar") as tar:
+            assert f"{bundle.name}/manifest.json" in tar.getnames()
+
+    python = shutil.which("python3.11")
+    assert python, "CPython 3.11 runs the models"
+    # A model trained in the build (standard library only) and one that computes with numpy.
+    trained = next(m for m in index["models"] if m["trained"])
+    with_numpy = next(m for m in index["models"] if m["requirements"])
+    manifest = json.loads((repo / "dist" / trained["bundle"] / "manifest.json").read_text())
+    assert manifest["lineage"]["training"]["address"] == f"{OUT}/datasets:train_d0"
+    for model in (trained, with_numpy):
+        predicted = subprocess.run(
+            [python, str(repo / "dist" / model["bundle"] / "model.pex"), "predict"],
+            input=json.dumps(INPUTS), capture_output=True, text=True, env=env,
+        )
+        assert predicted.returncode == 0, predicted.stderr
+        assert json.loads(predicted.stdout)["y"] == pytest.approx(
+            expected_prediction(model["weights"]), abs=1e-6
+        ), model["name"]
+
+
+def test_dependents_of_a_dataset_are_the_models_using_it(workspace: tuple) -> None:
+    repo, env, index = workspace
+    # d0: some models depend on it directly (a `resources` target), the trained ones only
+    # through their `model_training` target (a dependency the plugin infers from `training`).
+    dataset = "d0"
+    result = run_pants(repo, "dependents", "--transitive", index["datasets"][dataset]["path"],
+                       env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = {m["address"] for m in index["models"] if m["dataset"] == dataset}
+    trained = {m["address"] for m in index["models"] if m["trained"]}
+    assert trained and trained < expected and len(expected) < COUNT
+    assert models_in(result.stdout) == expected
+
+
+def test_a_changed_lock_entry_names_every_model_of_that_resolve(workspace: tuple) -> None:
+    """Pants 2.17 maps a lock file to one synthetic target per resolve: a changed entry (here
+    numpy's pin) names the lock, every requirement of the resolve, and (through the plugin's
+    inferred dependency) every model of the resolve, whose manifest records the lock's digest
+    even when its PEX holds no third-party package. Models of other resolves are not named. The
+    narrower question "who imports numpy" is `dependents` of the requirement target."""
+    repo, env, index = workspace
+    lock = repo / "3rdparty/models/lock.txt"
+    original = lock.read_text()
+    changed = original.replace("\nnumpy==", "\nnumpy==0.0.0+changed.", 1)
+    assert changed != original
+    lock.write_text(changed)
+    try:
+        result = run_pants(
+            repo, "--changed-since=HEAD", "--changed-dependents=transitive", "list", env=env
+        )
+    finally:
+        lock.write_text(original)
+    assert result.returncode == 0, result.stderr[-3000:]
+    in_resolve = {m["address"] for m in index["models"] if m["resolve"] == "models"}
+    assert 0 < len(in_resolve) < COUNT
+    assert models_in(result.stdout) == in_resolve
+
+    numpy = "3rdparty/models:reqs#numpy"
+    result = run_pants(repo, "dependents", "--transitive", numpy, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    importers = {m["address"] for m in index["models"] if numpy in m["requirements"]}
+    assert importers and importers < in_resolve
+    assert models_in(result.stdout) == importers
