@@ -1,6 +1,10 @@
 """Small models that the audit tests add to a clone: one that builds the same bytes every time and
 depends on one pinned package (so that a changed lock entry shows in its PEX), and one whose
-training writes random bytes (so that `pants reproduce` has something to catch)."""
+training writes random bytes (so that `pants reproduce` has something to catch).
+
+The tiny model takes its one package from the `python-default` resolve, whose lock the build
+installs anyway for the modelseal tool: an uncached build of it costs seconds, not the minute that
+installing the `models` lock (numpy, scipy, scikit-learn) takes."""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ from pathlib import Path
 from e2e.repo import shared_cache
 
 TINY_BUILD = '''\
-python_sources(name="lib")
+python_sources(name="lib", resolve="python-default", interpreter_constraints=["CPython==3.11.*"])
 
-python_requirement(name="packaging", requirements=["packaging"], resolve="models")
+python_requirement(name="packaging", requirements=["packaging"], resolve="python-default")
 
 model_artifact(
     name="model",

@@ -132,7 +132,7 @@ def test_one_changed_byte_is_named_with_a_diffoscope_report(audit: Audit, tmp_pa
     assert "weights.bin" in (report / "diffoscope.html").read_text()
 
 
-# packaging 25.0 instead of the lock's 26.x: a real release, pinned by version and hash.
+# packaging 25.0 instead of the lock's 26.3: a real release, pinned by version and hash.
 OLDER_PACKAGING = (
     "packaging==25.0 \\\n"
     "    --hash=sha256:29572ef2b1f17581046b3a2227d5c611fb25ec70ca1ba8554b24b0e69331a484 \\\n"
@@ -141,12 +141,12 @@ OLDER_PACKAGING = (
 
 
 def test_a_changed_lock_pin_is_named_in_the_pex(audit: Audit, tmp_path: Path) -> None:
-    lock = audit.repo / "3rdparty" / "models" / "lock.txt"
+    lock = audit.repo / "3rdparty" / "python" / "lock.txt"
     pinned = re.compile(r"^packaging==.*?\n(?!\s+--hash)", re.MULTILINE | re.DOTALL)
     changed_lock, count = pinned.subn(OLDER_PACKAGING, lock.read_text())
     assert count == 1
     lock.write_text(changed_lock)
-    changed = commit(audit.repo, "models: packaging 25.0")
+    changed = commit(audit.repo, "python-default: packaging 25.0")
     try:
         result = rebuild(audit, changed, audit.published, tmp_path / "report")
     finally:
