@@ -98,28 +98,35 @@ def counters(output: str) -> dict[str, int]:
 class RemoteBuilds:
     first: subprocess.CompletedProcess[str]
     second: subprocess.CompletedProcess[str]
+    token: subprocess.CompletedProcess[str]  # the release build that signs in the SoftHSM2 token
     first_repo: Path
     second_repo: Path
     first_store: Path  # the local store of the first build (it holds every step's result)
+    file_env: dict[str, str]  # release keys, all passphrase-protected files
     server: Server  # stopped: its dump holds what it stored
 
 
 @pytest.fixture(scope="module")
 def remote(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteBuilds]:  # noqa: F811
     root = tmp_path_factory.mktemp("remote")
+    # The compared builds sign with passphrase-protected file keys only: deterministic ECDSA gives
+    # the same signatures, so the archive (which holds them) is the same action in both builds. A
+    # token's ECDSA is randomized: its signatures, and so the archive, differ from run to run.
+    file_env = {**release.env, "PANTS_MODELSEAL_SIGN_KEY":
+                f"file:{release.keys / 'package.pem'}?passphrase-file={release.keys / 'passphrase'}"}
     server = start_server(root / "server")
     try:
         first_store = root / "store-1"
         started = time.monotonic()
         first = run_pants(release.repo, PROFILE, server.address,
-                          f"--local-store-dir={first_store}", "package", TARGET, env=release.env)
+                          f"--local-store-dir={first_store}", "package", TARGET, env=file_env)
         assert first.returncode == 0, first.stderr[-5000:]
         print(f"first build (fills the remote cache): {time.monotonic() - started:.0f} s")
 
         # A clean clone elsewhere, another HOME, an empty local store and empty named caches.
         second_repo = clone(root / "other" / "checkout")
         (root / "home-2").mkdir()
-        env = {**release.env, "HOME": str(root / "home-2")}
+        env = {**file_env, "HOME": str(root / "home-2")}
         started = time.monotonic()
         second = run_pants(second_repo, PROFILE, server.address, "-ldebug",
                            f"--local-store-dir={root / 'store-2'}",
@@ -127,10 +134,19 @@ def remote(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                            "package", TARGET, env=env)
         assert second.returncode == 0, second.stderr[-5000:]
         print(f"second build (from the remote cache): {time.monotonic() - started:.0f} s")
+
+        # The release signer in a SoftHSM2 token (PIN from a file): a new signature, a new archive.
+        started = time.monotonic()
+        token = run_pants(clone(root / "token" / "repo"), PROFILE, server.address, "-ldebug",
+                          f"--local-store-dir={root / 'store-3'}", "package", TARGET,
+                          env=release.env)
+        assert token.returncode == 0, token.stderr[-5000:]
+        print(f"token build: {time.monotonic() - started:.0f} s")
     finally:
         server.stop()
     assert (server.dump / "action-cache.txt").is_file(), server.log.read_text(errors="replace")
-    yield RemoteBuilds(first, second, release.repo, second_repo, first_store, server)
+    yield RemoteBuilds(first, second, token, release.repo, second_repo, first_store, file_env,
+                       server)
 
 
 def test_clean_clone_gets_every_cacheable_step_from_the_server(remote: RemoteBuilds) -> None:
@@ -159,6 +175,19 @@ def test_clean_clone_gets_every_cacheable_step_from_the_server(remote: RemoteBui
     assert one and one == two
     assert "model/iris-1.0.0.tar" in one and "model/iris-1.0.0/model.sig" in one
 
+    # Signing in the token: every step up to signing from the cache; the archive of the new
+    # signature is new. Signing ran here, with the token.
+    token = counters(remote.token.stderr)
+    print("token:", {k: v for k, v in token.items() if k.startswith("remote") and v})
+    assert token["remote_cache_requests"] == first["remote_cache_requests"]
+    assert token["remote_cache_requests_uncached"] == token["remote_cache_write_successes"] >= 1
+    for step in (f"Building model.pex for {TARGET}", "Training examples/iris:train"):
+        assert f"Completed: {step}" not in remote.token.stderr, step
+    assert f"Completed: Signing {TARGET}" in remote.token.stderr
+    assert f"Completed: Archiving iris-1.0.0 for {TARGET}" in remote.token.stderr
+    assert '"trust":"release"' in (
+        remote.first_repo / BUNDLE / "model/iris-1.0.0/manifest.json").read_text()
+
 
 def test_signing_and_secrets_never_reach_the_server(
     remote: RemoteBuilds, release: Release  # noqa: F811
@@ -184,12 +213,12 @@ def test_signing_and_secrets_never_reach_the_server(
     for blob in blobs:
         data = blob.read_bytes()
         assert not [needle for needle in needles if needle in data], blob.name
-    for output in (remote.first, remote.second):
+    for output in (remote.first, remote.second, remote.token):
         assert not [s for s in release.secrets if s in output.stdout + output.stderr]
 
 
 def rebuild_changed(
-    remote: RemoteBuilds, release: Release, tmp: Path, server_address: str, description: str  # noqa: F811
+    remote: RemoteBuilds, tmp: Path, server_address: str, description: str
 ) -> subprocess.CompletedProcess[str]:
     """A clone whose model description differs: the PEX and training are local-cache hits, the
     manifest and archive are new, so the build asks the server (and fails to write to it)."""
@@ -198,16 +227,18 @@ def rebuild_changed(
     text = build_file.read_text()
     assert "description=" in text
     build_file.write_text(re.sub(r'description="[^"]*"', f'description="{description}"', text))
-    return run_pants(repo, PROFILE, server_address, f"--local-store-dir={remote.first_store}",
-                     "package", TARGET, env=release.env)
+    built = run_pants(repo, PROFILE, server_address, f"--local-store-dir={remote.first_store}",
+                      "package", TARGET, env=remote.file_env)
+    print(*(line for line in built.stderr.splitlines() if "[WARN]" in line), sep="\n")
+    return built
 
 
 def test_build_succeeds_with_a_warning_when_the_server_is_down(
-    remote: RemoteBuilds, release: Release, tmp_path: Path  # noqa: F811
+    remote: RemoteBuilds, tmp_path: Path
 ) -> None:
     down = f"--remote-store-address=grpc://127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
-    built = rebuild_changed(remote, release, tmp_path, down, "Iris, with the server down.")
+    built = rebuild_changed(remote, tmp_path, down, "Iris, with the server down.")
     print(f"build with the server down: {time.monotonic() - started:.0f} s")
     assert built.returncode == 0, built.stderr[-5000:]
     assert re.search(r"\[WARN\].*remote cache", built.stderr, re.I), built.stderr[-5000:]
@@ -218,13 +249,15 @@ def test_build_succeeds_with_a_warning_when_the_server_is_down(
 
 
 def test_build_succeeds_with_a_warning_when_the_server_goes_away(
-    remote: RemoteBuilds, release: Release, tmp_path: Path  # noqa: F811
+    remote: RemoteBuilds, tmp_path: Path
 ) -> None:
     # The server accepts the first result (the manifest's) and then exits, mid-build.
     server = start_server(tmp_path / "server", "--die-after-cache-writes", "1")
     try:
-        built = rebuild_changed(remote, release, tmp_path, server.address,
+        started = time.monotonic()
+        built = rebuild_changed(remote, tmp_path, server.address,
                                 "Iris, with a server that goes away.")
+        print(f"build with a server that goes away: {time.monotonic() - started:.0f} s")
         assert server.process.wait(timeout=60) == 0
         assert "exiting after 1 action-cache writes" in server.log.read_text()
     finally:

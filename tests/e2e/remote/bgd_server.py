@@ -12,8 +12,8 @@ stops and writes what it holds to DIR, for the tests to inspect:
 `python bgd_server.py commands DIR` prints each cached action of a dump (argv, environment,
 outputs) as JSON.
 
-With --die-after-cache-writes N it exits abruptly (no dump) right after accepting the Nth
-action-cache write: a server that goes away in the middle of a build.
+With --die-after-cache-writes N it exits abruptly (no dump) half a second after accepting the
+Nth action-cache write: a server that goes away in the middle of a build.
 
 BuildGrid is not part of the build and not a dependency of modelseal: this file is test support,
 kept out of Pants' python sources (it imports buildgrid, which no resolve holds).
@@ -148,9 +148,13 @@ def main() -> int:
             update(action_digest, action_result)
             with lock:
                 writes += 1
-                if writes >= args.die_after_cache_writes:
-                    print(f"exiting after {writes} action-cache writes", flush=True)
-                    os._exit(0)
+                if writes == args.die_after_cache_writes:
+                    # Let this write's answer reach the client first, then vanish.
+                    threading.Timer(0.5, die, (writes,)).start()
+
+        def die(writes: int) -> None:
+            print(f"exiting after {writes} action-cache writes", flush=True)
+            os._exit(0)
 
         cache.update_action_result = update_then_die  # type: ignore[method-assign]
 
