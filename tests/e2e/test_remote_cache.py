@@ -119,7 +119,8 @@ def remote(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         first_store = root / "store-1"
         started = time.monotonic()
-        first = run_pants(release.repo, PROFILE, server.address,
+        # -ldebug: the manifest, archive and signing processes log at debug level.
+        first = run_pants(release.repo, PROFILE, server.address, "-ldebug",
                           f"--local-store-dir={first_store}", "package", TARGET, env=file_env)
         assert first.returncode == 0, first.stderr[-5000:]
         print(f"first build (fills the remote cache): {time.monotonic() - started:.0f} s")
