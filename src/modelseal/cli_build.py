@@ -27,16 +27,20 @@ def link_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--environment", metavar="JSON", help="a JSON object to record as the link's environment"
     )
+    from modelseal.cli_signing import KNOWN_DIGESTS_HELP
+
+    parser.add_argument("--known-digests", metavar="JSON", help=KNOWN_DIGESTS_HELP)
 
 
 def link(args: argparse.Namespace) -> int:
-    from modelseal.cli_signing import _artifacts
+    from modelseal.cli_signing import _artifacts, read_known_digests
     from modelseal.keys import load_signer
     from modelseal.provenance import write_link
 
     signer = load_signer(args.key)
-    materials = _artifacts(args.materials, "--materials")
-    products = _artifacts(args.products, "--products")
+    known = read_known_digests(args.known_digests)
+    materials = _artifacts(args.materials, "--materials", known)
+    products = _artifacts(args.products, "--products", known)
     environment = None
     if args.environment:
         with open(args.environment, encoding="utf-8") as f:
