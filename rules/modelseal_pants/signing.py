@@ -57,6 +57,7 @@ class SigningKeys:
     references: FrozenDict[str, str]
     env: FrozenDict[str, str]
     development: bool
+    keyring: str = ""  # the development keyring's directory, created on first use by the export
 
     def __getitem__(self, role: str) -> str:
         return self.references[role]
@@ -93,19 +94,10 @@ async def signing_keys(_: SigningKeysRequest, subsystem: ModelsealSubsystem) -> 
     env = await Get(EnvironmentVars, EnvironmentVarsRequest(["XDG_DATA_HOME", "HOME"]))
     data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or "/", ".local/share")
     keyring = os.path.join(data_home, "modelseal", "dev-keyring")
-    tool = await Get(ModelsealTool, ModelsealToolRequest())
-    await Get(
-        ProcessResult,
-        VenvPexProcess(
-            tool.pex,
-            argv=("dev-keyring", "--dir", keyring),
-            description="Creating the development keyring (first use only)",
-            cache_scope=ProcessCacheScope.PER_SESSION,
-            level=LogLevel.DEBUG,
-        ),
-    )
+    # The keys are made (first use only) by the export of the public keys, which every signing
+    # process waits for: one process per session instead of two.
     references = {role: f"file:{keyring}/{role}.pem" for role in ROLES}
-    return SigningKeys(FrozenDict(references), FrozenDict(), development=True)
+    return SigningKeys(FrozenDict(references), FrozenDict(), development=True, keyring=keyring)
 
 
 @dataclass(frozen=True)
@@ -199,7 +191,9 @@ async def export_public_keys(_: PublicKeysRequest) -> PublicKeys:
         ProcessResult,
         _process(
             tool, keys,
-            ("keys", "export-public", *(f"--key={r}={keys[r]}" for r in ROLES), "keys"),
+            ("keys", "export-public",
+             *((f"--dev-keyring={keys.keyring}",) if keys.keyring else ()),
+             *(f"--key={r}={keys[r]}" for r in ROLES), "keys"),
             EMPTY_DIGEST, "Exporting the public keys", output_directories=("keys",),
             reads_keys=True,
         ),
@@ -333,14 +327,15 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
         # A link from outside the build: check that a trusted key signed it and that its products
         # are these weights, before anything reaches dist/.
         check_inputs = await Get(Digest, MergeDigests([
-            await Get(Digest, AddPrefix(result, request.bundle_name)), publics.digest
+            await Get(Digest, AddPrefix(result, request.bundle_name)), publics.digest,
+            request.known_digests,
         ]))
         await Get(
             ProcessResult,
             _process(
                 tool, keys,
                 ("check-provenance", f"--bundle={request.bundle_name}",
-                 "--owner-public-key=keys/owner.pub"),
+                 "--owner-public-key=keys/owner.pub", f"--known-digests={KNOWN_DIGESTS_PATH}"),
                 check_inputs, f"Checking the imported training link of {what}",
             ),
         )

@@ -95,12 +95,21 @@ def keys_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     export = sub.add_parser("export-public", help="write <role>.pub for each --key ROLE=REF")
     export.add_argument("--key", action="append", required=True, metavar="ROLE=REF")
+    export.add_argument(
+        "--dev-keyring",
+        metavar="DIR",
+        help="first create the development keyring in DIR (absolute) if it does not exist",
+    )
     export.add_argument("dir", metavar="DIR")
 
 
 def keys(args: argparse.Namespace) -> int:
     from modelseal.keys import load_signer
 
+    if args.dev_keyring:
+        from modelseal.cli_build import ensure_dev_keyring
+
+        ensure_dev_keyring(args.dev_keyring)
     os.makedirs(args.dir, exist_ok=True)
     for item in args.key:
         role, reference = _pair(item, "--key")
