@@ -92,6 +92,9 @@ def test_classify() -> None:
     assert bench.classify("pantsd [/tmp/x/repo]") == "pantsd"
     shim = "/usr/bin/bash\0./modelseal-tool.pex_pex_shim.sh\0sign\0--bundle=b"
     assert bench.classify(shim) == "modelseal tool (in Pants)"
+    venv = "/cache/venvs/s/1/venv/bin/python3.11\0-sE\0/tmp/s/.cache/pex_root/venvs/a/b/pex\0sign"
+    assert bench.classify(venv) == "modelseal tool (in Pants)"
+    assert bench.classify("/usr/bin/python3\0-m\0pex\0-o\0x.pex") == "pex (builds)"
 
 
 def test_weights_are_new_for_each_nonce(tmp_path: Path) -> None:
