@@ -67,7 +67,13 @@ from pants.version import VERSION as PANTS_VERSION
 
 from modelseal_pants.build_info import BuildInfo, BuildInfoRequest
 from modelseal_pants.graph import pex_roots
-from modelseal_pants.signing import SignBundleRequest, SignedBundle, SigningKeys, SigningKeysRequest
+from modelseal_pants.signing import (
+    KNOWN_DIGESTS_PATH,
+    SignBundleRequest,
+    SignedBundle,
+    SigningKeys,
+    SigningKeysRequest,
+)
 from modelseal_pants.target_types import (
     HyperparametersField,
     ModelArtifactDependenciesField,
@@ -386,6 +392,19 @@ async def package_model_artifact(fs: ModelArtifactFieldSet, python: PythonSetup)
         Digest, MergeDigests([package_materials, sources.digest, runtime.digest])
     )
     runtime_files = await Get(Snapshot, Digest, runtime.digest)
+    # Pants' own sha256 of every bundle file: the links and model.sig use these, so the weights
+    # are hashed once, by Pants, when it snapshots them.
+    bundle_entries = await Get(DigestEntries, Digest, bundle)
+    known = {
+        row["path"]: {"sha256": row["sha256"], "size": row["size"]}
+        for row in _file_rows(bundle_entries, "")
+    }
+    known_digests = await Get(
+        Digest,
+        CreateDigest(
+            [FileContent(KNOWN_DIGESTS_PATH, json.dumps(known, sort_keys=True).encode())]
+        ),
+    )
     signed = await Get(
         SignedBundle,
         SignBundleRequest(
@@ -401,6 +420,7 @@ async def package_model_artifact(fs: ModelArtifactFieldSet, python: PythonSetup)
             imported_train_link=weights.imported_link,
             package_materials=package_materials,
             package_material_paths=(lock.path, *sources.files, *runtime_files.files),
+            known_digests=known_digests,
         ),
     )
     bundle = await Get(Digest, AddPrefix(signed.digest, fs.bundle_name))

@@ -2,9 +2,16 @@
 layout, `model.sig` and the sign link.
 
 Keys travel only as references (`file:`, `pkcs11:`, `env:`); the modelseal tool opens them
-outside the sandbox. These processes are never cached (PER_SESSION): a cached signature would
-outlive a key rotation, and nothing secret may reach a cache. Deterministic ECDSA still gives
-the same bytes for the same key and bundle.
+outside the sandbox, where Pants cannot see them change. So the processes that read keys to learn
+what they are (the development keyring, the export of the public keys) run in every session
+(PER_SESSION), and every process that signs has those public keys among its inputs: a rotated
+key (same reference, new key) changes the inputs and signs again. Signing processes are kept in
+pantsd's memory only (PER_RESTART_SUCCESSFUL), never in the local or remote cache: nothing a key
+made is persisted by Pants, and a no-op `pants package` does not sign again. Deterministic ECDSA
+gives the same bytes for the same key and bundle either way.
+
+The weights are never hashed here: the bundle's digests Pants already holds (`known_digests`,
+from its content-addressed store) are handed to the links and to `model.sig`.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class SigningKeys:
     references: FrozenDict[str, str]
     env: FrozenDict[str, str]
     development: bool
+    keyring: str = ""  # the development keyring's directory, created on first use by the export
 
     def __getitem__(self, role: str) -> str:
         return self.references[role]
@@ -86,19 +94,10 @@ async def signing_keys(_: SigningKeysRequest, subsystem: ModelsealSubsystem) -> 
     env = await Get(EnvironmentVars, EnvironmentVarsRequest(["XDG_DATA_HOME", "HOME"]))
     data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or "/", ".local/share")
     keyring = os.path.join(data_home, "modelseal", "dev-keyring")
-    tool = await Get(ModelsealTool, ModelsealToolRequest())
-    await Get(
-        ProcessResult,
-        VenvPexProcess(
-            tool.pex,
-            argv=("dev-keyring", "--dir", keyring),
-            description="Creating the development keyring (first use only)",
-            cache_scope=ProcessCacheScope.PER_SESSION,
-            level=LogLevel.DEBUG,
-        ),
-    )
+    # The keys are made (first use only) by the export of the public keys, which every signing
+    # process waits for: one process per session instead of two.
     references = {role: f"file:{keyring}/{role}.pem" for role in ROLES}
-    return SigningKeys(FrozenDict(references), FrozenDict(), development=True)
+    return SigningKeys(FrozenDict(references), FrozenDict(), development=True, keyring=keyring)
 
 
 @dataclass(frozen=True)
@@ -115,6 +114,12 @@ class SignBundleRequest:
     imported_train_link: Digest | None  # provenance/<name>.link, as imported
     package_materials: Digest  # the handler sources and the lock, at their repo paths
     package_material_paths: tuple[str, ...]
+    # KNOWN_DIGESTS_PATH: {bundle path: {sha256, size}} of every file of `bundle`, from Pants'
+    # own digests of those bytes, so that no step hashes the weights again.
+    known_digests: Digest
+
+
+KNOWN_DIGESTS_PATH = ".modelseal/known-digests.json"
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,11 @@ def _process(
     *,
     output_files: tuple[str, ...] = (),
     output_directories: tuple[str, ...] = (),
+    reads_keys: bool = False,
 ) -> VenvPexProcess:
+    """A tool process holding key references. `reads_keys`: it learns what the keys are (runs in
+    every session); else it must have the exported public keys among its inputs (kept in
+    memory for pantsd's life: see the module's docstring)."""
     return VenvPexProcess(
         tool.pex,
         argv=argv,
@@ -140,7 +149,9 @@ def _process(
         output_files=output_files,
         output_directories=output_directories,
         description=description,
-        cache_scope=ProcessCacheScope.PER_SESSION,
+        cache_scope=ProcessCacheScope.PER_SESSION
+        if reads_keys
+        else ProcessCacheScope.PER_RESTART_SUCCESSFUL,
         level=LogLevel.DEBUG,
     )
 
@@ -180,8 +191,11 @@ async def export_public_keys(_: PublicKeysRequest) -> PublicKeys:
         ProcessResult,
         _process(
             tool, keys,
-            ("keys", "export-public", *(f"--key={r}={keys[r]}" for r in ROLES), "keys"),
+            ("keys", "export-public",
+             *((f"--dev-keyring={keys.keyring}",) if keys.keyring else ()),
+             *(f"--key={r}={keys[r]}" for r in ROLES), "keys"),
             EMPTY_DIGEST, "Exporting the public keys", output_directories=("keys",),
+            reads_keys=True,
         ),
     )
     return PublicKeys(exported.output_digest, keys.development)
@@ -249,25 +263,37 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
     if request.imported_train_link is not None:
         provenance.append(request.imported_train_link)
     elif request.train_inputs is not None:
-        inputs = await Get(Digest, MergeDigests([request.train_inputs, request.bundle]))
+        inputs = await Get(
+            Digest,
+            MergeDigests(
+                [request.train_inputs, request.bundle, request.known_digests, publics.digest]
+            ),
+        )
         train = await Get(
             ProcessResult,
             _process(
                 tool, keys,
                 ("link", "--step=train", f"--key={keys['train']}", "--out=provenance",
-                 "--environment=environment.json", "--materials", *request.train_materials,
+                 "--environment=environment.json", f"--known-digests={KNOWN_DIGESTS_PATH}",
+                 "--materials", *request.train_materials,
                  "--products", "metrics.json", *request.train_products),
                 inputs, f"Recording the train link for {what}", output_directories=("provenance",),
             ),
         )
         provenance.append(train.output_digest)
 
-    package_inputs = await Get(Digest, MergeDigests([request.bundle, request.package_materials]))
+    package_inputs = await Get(
+        Digest,
+        MergeDigests(
+            [request.bundle, request.package_materials, request.known_digests, publics.digest]
+        ),
+    )
     package = await Get(
         ProcessResult,
         _process(
             tool, keys,
             ("link", "--step=package", f"--key={keys['package']}", "--out=provenance",
+             f"--known-digests={KNOWN_DIGESTS_PATH}",
              "--materials", "weights", *request.package_material_paths,
              "--products", "manifest.json", "model.pex", "weights"),
             package_inputs, f"Recording the package link for {what}",
@@ -278,11 +304,15 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
 
     unsigned = await Get(Digest, MergeDigests([request.bundle, *provenance]))
     unsigned = await Get(Digest, AddPrefix(unsigned, request.bundle_name))
+    unsigned = await Get(
+        Digest, MergeDigests([unsigned, request.known_digests, publics.digest])
+    )
     signed = await Get(
         ProcessResult,
         _process(
             tool, keys,
-            ("sign", f"--bundle={request.bundle_name}", f"--key={keys['sign']}"),
+            ("sign", f"--bundle={request.bundle_name}", f"--key={keys['sign']}",
+             f"--known-digests={KNOWN_DIGESTS_PATH}"),
             unsigned, f"Signing {what}",
             output_files=(f"{request.bundle_name}/model.sig",),
             output_directories=(f"{request.bundle_name}/provenance",),
@@ -297,14 +327,15 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
         # A link from outside the build: check that a trusted key signed it and that its products
         # are these weights, before anything reaches dist/.
         check_inputs = await Get(Digest, MergeDigests([
-            await Get(Digest, AddPrefix(result, request.bundle_name)), publics.digest
+            await Get(Digest, AddPrefix(result, request.bundle_name)), publics.digest,
+            request.known_digests,
         ]))
         await Get(
             ProcessResult,
             _process(
                 tool, keys,
                 ("check-provenance", f"--bundle={request.bundle_name}",
-                 "--owner-public-key=keys/owner.pub"),
+                 "--owner-public-key=keys/owner.pub", f"--known-digests={KNOWN_DIGESTS_PATH}"),
                 check_inputs, f"Checking the imported training link of {what}",
             ),
         )

@@ -27,16 +27,20 @@ def link_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--environment", metavar="JSON", help="a JSON object to record as the link's environment"
     )
+    from modelseal.cli_signing import KNOWN_DIGESTS_HELP
+
+    parser.add_argument("--known-digests", metavar="JSON", help=KNOWN_DIGESTS_HELP)
 
 
 def link(args: argparse.Namespace) -> int:
-    from modelseal.cli_signing import _artifacts
+    from modelseal.cli_signing import _artifacts, read_known_digests
     from modelseal.keys import load_signer
     from modelseal.provenance import write_link
 
     signer = load_signer(args.key)
-    materials = _artifacts(args.materials, "--materials")
-    products = _artifacts(args.products, "--products")
+    known = read_known_digests(args.known_digests)
+    materials = _artifacts(args.materials, "--materials", known)
+    products = _artifacts(args.products, "--products", known)
     environment = None
     if args.environment:
         with open(args.environment, encoding="utf-8") as f:
@@ -49,15 +53,22 @@ def link(args: argparse.Namespace) -> int:
 def check_provenance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, metavar="DIR", help="the signed bundle")
     parser.add_argument("--owner-public-key", required=True, metavar="PEM")
+    from modelseal.cli_signing import KNOWN_DIGESTS_HELP
+
+    parser.add_argument(
+        "--known-digests", metavar="JSON", help=KNOWN_DIGESTS_HELP + " (paths in the bundle)"
+    )
 
 
 def check_provenance(args: argparse.Namespace) -> int:
     """The build's own check of a bundle whose training link was imported: the link must be
     signed by a trusted train key and its products must be the packaged weights."""
+    from modelseal.cli_signing import read_known_digests
     from modelseal.provenance import verify_provenance
 
+    known = read_known_digests(args.known_digests) if args.known_digests else None
     with open(args.owner_public_key, "rb") as f:
-        verify_provenance(args.bundle, f.read())
+        verify_provenance(args.bundle, f.read(), known=known)
     return EXIT_OK
 
 
@@ -93,17 +104,22 @@ def dev_keyring_arguments(parser: argparse.ArgumentParser) -> None:
 def dev_keyring(args: argparse.Namespace) -> int:
     """One ECDSA P-256 key per role, made once per user: `./pants package ::` works on a fresh
     machine, and what it signs says `"trust": "development"`."""
+    ensure_dev_keyring(args.dir)
+    return EXIT_OK
+
+
+def ensure_dev_keyring(directory: str) -> None:
+    """Create the development keys missing in `directory` (absolute), under a lock."""
     from modelseal.keys import generate_private_key, write_key_pair
 
-    if not os.path.isabs(args.dir):
-        raise SpecError(what="the keyring directory must be absolute", where=args.dir,
-                        remedy="pass an absolute --dir")
-    os.makedirs(args.dir, mode=0o700, exist_ok=True)
-    with open(os.path.join(args.dir, ".lock"), "w") as lock:
+    if not os.path.isabs(directory):
+        raise SpecError(what="the keyring directory must be absolute", where=directory,
+                        remedy="pass an absolute directory")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    with open(os.path.join(directory, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # Two builds may start at once on a fresh machine.
         for role in DEV_ROLES:
-            path = os.path.join(args.dir, f"{role}.pem")
+            path = os.path.join(directory, f"{role}.pem")
             if not os.path.exists(path):
                 write_key_pair(generate_private_key("ecdsa-p256"), path, None)
                 print(f"modelseal: created the development key {path}", file=sys.stderr)
-    return EXIT_OK

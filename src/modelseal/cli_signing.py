@@ -13,11 +13,12 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from modelseal.atomic import write_atomic
 from modelseal.digests import sha256_files
-from modelseal.errors import SigningError, SpecError
+from modelseal.errors import IntegrityError, SigningError, SpecError
 
 if TYPE_CHECKING:
     from modelseal.keys import Signer
@@ -94,12 +95,21 @@ def keys_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     export = sub.add_parser("export-public", help="write <role>.pub for each --key ROLE=REF")
     export.add_argument("--key", action="append", required=True, metavar="ROLE=REF")
+    export.add_argument(
+        "--dev-keyring",
+        metavar="DIR",
+        help="first create the development keyring in DIR (absolute) if it does not exist",
+    )
     export.add_argument("dir", metavar="DIR")
 
 
 def keys(args: argparse.Namespace) -> int:
     from modelseal.keys import load_signer
 
+    if args.dev_keyring:
+        from modelseal.cli_build import ensure_dev_keyring
+
+        ensure_dev_keyring(args.dev_keyring)
     os.makedirs(args.dir, exist_ok=True)
     for item in args.key:
         role, reference = _pair(item, "--key")
@@ -127,6 +137,9 @@ def sign_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="a bundle path model.sig should not cover (recorded in the signature)",
     )
+    parser.add_argument(
+        "--known-digests", metavar="JSON", help=KNOWN_DIGESTS_HELP + " (paths in the bundle)"
+    )
 
 
 def sign(args: argparse.Namespace) -> int:
@@ -137,7 +150,12 @@ def sign(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.bundle):
         raise SpecError(what="no such bundle directory", where=args.bundle, remedy="check --bundle")
     with load_signer(args.key) as signer:
-        sig, link = sign_release(args.bundle, signer, (*DEFAULT_IGNORE, *args.ignore))
+        sig, link = sign_release(
+            args.bundle,
+            signer,
+            (*DEFAULT_IGNORE, *args.ignore),
+            known=read_known_digests(args.known_digests),
+        )
     print(f"{sig}\n{link}")
     return EXIT_OK
 
@@ -246,8 +264,54 @@ def record_arguments(parser: argparse.ArgumentParser) -> None:
     stop.add_argument("--out", default=".", metavar="DIR")
 
 
-def _artifacts(paths: list[str], option: str) -> dict[str, str]:
-    """{relative POSIX path: sha256} of files, and of every file below directories."""
+KNOWN_DIGESTS_HELP = (
+    "a JSON file {path: {sha256, size}} of files whose digests the caller already holds for "
+    "exactly these bytes (the Pants rules pass Pants' own digests of what they materialized): "
+    "those files are not read again, only their sizes checked"
+)
+
+
+def read_known_digests(path: str | None) -> dict[str, tuple[str, int]]:
+    """The --known-digests file: {relative POSIX path: (sha256, size)}; {} for None."""
+    if not path:
+        return {}
+    from modelseal.canonical import load_json
+
+    try:
+        with open(path, "rb") as f:
+            document = load_json(f.read())
+    except (OSError, ValueError) as e:
+        raise SpecError(what=f"cannot be read ({e})", where=path, remedy="pass the file the "
+                        "build wrote") from None
+    result: dict[str, tuple[str, int]] = {}
+    if isinstance(document, dict):
+        for name, value in document.items():
+            digest = value.get("sha256") if isinstance(value, dict) else None
+            size = value.get("size") if isinstance(value, dict) else None
+            if not (
+                isinstance(digest, str)
+                and len(digest) == 64
+                and all(c in "0123456789abcdef" for c in digest)
+                and isinstance(size, int)
+                and not isinstance(size, bool)
+                and size >= 0
+            ):
+                break
+            result[name] = (digest, size)
+        else:
+            return result
+    raise SpecError(
+        what="expected {path: {\"sha256\": hex, \"size\": bytes}}",
+        where=path,
+        remedy="pass the file the build wrote",
+    )
+
+
+def _artifacts(
+    paths: list[str], option: str, known: Mapping[str, tuple[str, int]] | None = None
+) -> dict[str, str]:
+    """{relative POSIX path: sha256} of files, and of every file below directories. Files in
+    `known` (by that path) are not read: their size is checked and the known digest used."""
     files: list[str] = []
     for path in paths:
         if os.path.isabs(path):
@@ -267,8 +331,26 @@ def _artifacts(paths: list[str], option: str) -> dict[str, str]:
                 where=f"{option} {path}",
                 remedy="pass paths relative to the current directory that exist now",
             )
-    hashed = sha256_files(files)
-    return {os.path.normpath(p).replace(os.sep, "/"): hashed[p][0] for p in files}
+    relative = {p: os.path.normpath(p).replace(os.sep, "/") for p in files}
+    result: dict[str, str] = {}
+    unknown = []
+    for path, name in relative.items():
+        given = (known or {}).get(name)
+        if given is None:
+            unknown.append(path)
+            continue
+        size = os.stat(path).st_size
+        if size != given[1]:
+            raise IntegrityError(
+                what=f"{size} bytes, but its known digest is of {given[1]} bytes",
+                where=f"{option} {name}",
+                remedy="the file changed after its digest was taken: run the step again",
+            )
+        result[name] = given[0]
+    hashed = sha256_files(unknown)
+    for path in unknown:
+        result[relative[path]] = hashed[path][0]
+    return result
 
 
 def record(args: argparse.Namespace) -> int:

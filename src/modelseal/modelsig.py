@@ -30,7 +30,7 @@ import base64
 import binascii
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from modelseal.atomic import write_atomic
@@ -85,15 +85,35 @@ def bundle_digests(
     bundle_dir: str | os.PathLike[str],
     ignore: Iterable[str] = DEFAULT_IGNORE,
     extra: dict[str, bytes] | None = None,
+    known: Mapping[str, tuple[str, int]] | None = None,
 ) -> dict[str, str]:
     """{path: sha256 hex} of every file below `bundle_dir` except the ignored ones, hashed in
-    parallel; `extra` adds files that are about to be written (their bytes are hashed here)."""
+    parallel; `extra` adds files that are about to be written (their bytes are hashed here).
+
+    `known` maps bundle paths to (sha256, size) that the caller already holds for exactly these
+    bytes (Pants' content-addressed digests of the files it materialized, or what verification
+    hashed a moment ago): those files are not read again, only their size is checked. Every
+    other file is hashed."""
     ignored = tuple(ignore)
     root = os.fspath(bundle_dir)
-    paths = [e.path for e in walk(root) if not e.is_dir and not _ignored(e.path, ignored)]
-    local = {path: os.path.join(root, *path.split("/")) for path in paths}
+    entries = [e for e in walk(root) if not e.is_dir and not _ignored(e.path, ignored)]
+    result: dict[str, str] = {}
+    local: dict[str, str] = {}
+    for entry in entries:
+        given = (known or {}).get(entry.path)
+        if given is None:
+            local[entry.path] = os.path.join(root, *entry.path.split("/"))
+            continue
+        if given[1] != entry.size:
+            raise IntegrityError(
+                what=f"{entry.size} bytes, but its known digest is of {given[1]} bytes",
+                where=entry.path,
+                remedy=CHANGED_REMEDY,
+            )
+        result[entry.path] = given[0]
     hashed = sha256_files(local.values())
-    result = {path: hashed[local[path]][0] for path in paths}
+    for path, file in local.items():
+        result[path] = hashed[file][0]
     for path, data in (extra or {}).items():
         result[path] = hashlib.sha256(data).hexdigest()
     return result
@@ -267,10 +287,13 @@ def verify_bundle_signature(
     bundle_dir: str | os.PathLike[str],
     public_key_pem: bytes,
     signature_path: str | os.PathLike[str] | None = None,
+    *,
+    known: Mapping[str, tuple[str, int]] | None = None,
 ) -> VerifiedSignature:
     """Check `model.sig` (or `signature_path`) against `public_key_pem` and the files on disk:
     IntegrityError naming the first problem (bad signature, a changed, missing or unsigned file).
-    Paths the signature itself records as ignored are skipped, as model_signing does."""
+    Paths the signature itself records as ignored are skipped, as model_signing does. `known`:
+    (sha256, size) of files already hashed by the caller (see `bundle_digests`)."""
     root = os.fspath(bundle_dir)
     sig_path = os.fspath(signature_path) if signature_path else os.path.join(root, SIGNATURE_PATH)
     public = PublicKey.from_pem(public_key_pem)
@@ -307,7 +330,7 @@ def verify_bundle_signature(
     expected_root = subject.get("digest", {}).get("sha256") if isinstance(subject, dict) else None
     if expected_root != hashlib.sha256(concatenated).hexdigest():
         raise _bad("the subject digest does not match the resources", where)
-    actual = bundle_digests(root, ignore)
+    actual = bundle_digests(root, ignore, known=known)
     for path in sorted(set(signed) | set(actual), key=lambda p: p.encode("utf-8")):
         if path not in actual:
             raise IntegrityError(

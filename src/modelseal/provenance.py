@@ -28,7 +28,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from in_toto import verifylib  # type: ignore[import-untyped]
+from in_toto import settings, verifylib  # type: ignore[import-untyped]
 from in_toto.exceptions import LayoutExpiredError  # type: ignore[import-untyped]
 from in_toto.models.layout import Inspection, Layout, Step  # type: ignore[import-untyped]
 from in_toto.models.link import Link  # type: ignore[import-untyped]
@@ -396,6 +396,67 @@ def load_revocations(data: bytes, source: str = "revocations.json") -> frozenset
 # -- verification -----------------------------------------------------------------------------
 
 
+def _only_true_inspections(layout: Any) -> bool:
+    """Whether every inspection of the layout runs `true`, which changes no file: its record is
+    then the bundle's files before and after, which known digests can stand for."""
+    return all(list(inspection.run) == ["true"] for inspection in layout.inspect)
+
+
+def _inspection_artifacts(
+    root: str, known: Mapping[str, tuple[str, int]]
+) -> dict[str, dict[str, str]]:
+    """What in-toto's inspection records for `.` in `root`: every file, by its normalized
+    relative path, except in-toto's default exclude patterns (a matching directory excludes
+    everything below it); digests from `known` where given (sizes checked), else hashed."""
+    # in-toto matches its exclude patterns with pathspec, a dependency of in-toto.
+    from pathspec import GitIgnoreSpec  # pants: no-infer-dep
+
+    from modelseal.modelsig import bundle_digests
+
+    spec = GitIgnoreSpec.from_lines("gitwildmatch", settings.ARTIFACT_EXCLUDE_PATTERNS)
+    digests = bundle_digests(root, (), known=known)
+    result: dict[str, dict[str, str]] = {}
+    for path, digest in digests.items():
+        parts = path.split("/")
+        if any(spec.match_file("/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            continue
+        result[path] = {"sha256": digest}
+    return result
+
+
+def _verify_with_digests(
+    metablock: Any, keys: dict[str, Any], root: str, known: Mapping[str, tuple[str, int]]
+) -> None:
+    """in_toto.verifylib.in_toto_verify, step for step, except that the inspections (all `true`,
+    see `_only_true_inspections`) are recorded from digests instead of hashing the bundle twice
+    each. Raises what in_toto_verify raises."""
+    verifylib.verify_metadata_signatures(metablock, keys)
+    layout = metablock.get_payload()
+    verifylib.verify_layout_expiration(layout)
+    link_dir = os.path.join(root, "provenance")
+    steps_metadata = verifylib.load_links_for_layout(layout, link_dir)
+    steps_metadata = verifylib.verify_link_signature_thresholds(layout, steps_metadata)
+    chain_links = verifylib.verify_sublayouts(
+        layout, steps_metadata, link_dir, settings.LINK_CMD_EXEC_TIMEOUT
+    )
+    verifylib.verify_all_steps_command_alignment(layout, chain_links)
+    verifylib.verify_threshold_constraints(layout, chain_links)
+    reduced = verifylib.reduce_chain_links(chain_links)
+    verifylib.verify_all_item_rules(layout.steps, reduced)
+    artifacts = _inspection_artifacts(root, known)
+    combined = dict(reduced)
+    for inspection in layout.inspect:
+        combined[inspection.name] = Link(
+            name=inspection.name,
+            materials=artifacts,
+            products=artifacts,
+            command=list(inspection.run),
+            byproducts={"return-value": 0},
+            environment={},
+        )
+    verifylib.verify_all_item_rules(layout.inspect, combined)
+
+
 @contextlib.contextmanager
 def _cwd(path: str) -> Iterator[None]:
     # in-toto runs the layout's inspection in the current directory: the bundle.
@@ -413,10 +474,17 @@ def verify_provenance(
     *,
     revoked: frozenset[str] = frozenset(),
     now: dt.datetime | None = None,
+    known: Mapping[str, tuple[str, int]] | None = None,
 ) -> None:
     """Verify the bundle's layout and links as in-toto-verify does (owner signature, expiry,
     link signatures and thresholds, artifact rules, the inspection of the files on disk), after
-    refusing any revoked key. SigningError (exit 6) naming the failed check."""
+    refusing any revoked key. SigningError (exit 6) naming the failed check.
+
+    `known`: (sha256, size) of bundle files the caller hashed already (`modelseal.verify` hashes
+    every file once for all its checks). in-toto's own inspection would hash the whole bundle
+    twice (materials, then products, around `true`); with `known`, the inspection `true` of
+    modelseal's layouts is recorded from those digests instead (any file not in `known` is
+    hashed), and every other inspection is run by in-toto as usual."""
 
     root = os.path.abspath(os.fspath(bundle_dir))
     owner = PublicKey.from_pem(owner_public_key_pem, source="owner key")
@@ -459,13 +527,18 @@ def verify_provenance(
         )
     owner_key = in_toto_key(owner, owner_key_id(owner))
     try:
-        with _cwd(root):
-            verifylib.in_toto_verify(
-                metablock,
-                {owner_key["keyid"]: owner_key},
-                link_dir_path=os.path.join(root, "provenance"),
-                persist_inspection_links=False,
+        if known is not None and _only_true_inspections(layout):
+            _verify_with_digests(
+                metablock, {owner_key["keyid"]: owner_key}, root, known
             )
+        else:
+            with _cwd(root):
+                verifylib.in_toto_verify(
+                    metablock,
+                    {owner_key["keyid"]: owner_key},
+                    link_dir_path=os.path.join(root, "provenance"),
+                    persist_inspection_links=False,
+                )
     except LayoutExpiredError:
         raise SigningError(
             what=f"the layout expired at {layout.expires}",

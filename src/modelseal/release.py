@@ -13,8 +13,9 @@ a non-EC key for `model.sig`) leaves the bundle exactly as it was.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from modelseal.atomic import write_atomic
 from modelseal.keys import Signer
@@ -29,14 +30,24 @@ def sign_release(
     bundle_dir: str | os.PathLike[str],
     signer: Signer,
     ignore: Iterable[str] = DEFAULT_IGNORE,
+    known: Mapping[str, tuple[str, int]] | None = None,
 ) -> tuple[str, str]:
-    """Write `provenance/sign.<keyid8>.link` and `model.sig` into `bundle_dir`; their paths."""
+    """Write `provenance/sign.<keyid8>.link` and `model.sig` into `bundle_dir`; their paths.
+    Every file is hashed once (the link's materials are a subset of what model.sig signs);
+    files in `known` (bundle path -> (sha256, size) of exactly these bytes, e.g. Pants' digests
+    of what it materialized) are not read at all, only their sizes checked."""
     root = os.path.abspath(os.fspath(bundle_dir))
     ignored = tuple(sorted({*ignore, SIGNATURE_PATH}))
-    materials = bundle_digests(root, (*ignored, PROVENANCE_DIR))
+    everything = bundle_digests(root, ignored, known=known)
+    materials = {
+        path: digest
+        for path, digest in everything.items()
+        if path != PROVENANCE_DIR and not path.startswith(PROVENANCE_DIR + "/")
+    }
     link = link_bytes("sign", materials, {}, signer)
     link_path = f"{PROVENANCE_DIR}/{link_file_name('sign', signer.key_id)}"
-    digests = bundle_digests(root, ignored, extra={link_path: link})
+    digests = dict(everything)
+    digests[link_path] = hashlib.sha256(link).hexdigest()
     signature = signature_bytes(os.path.basename(root), digests, signer, ignored)
     os.makedirs(os.path.join(root, PROVENANCE_DIR), exist_ok=True)
     link_out = os.path.join(root, *link_path.split("/"))

@@ -23,7 +23,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
-import stat
 import sys
 import threading
 import time
@@ -202,11 +201,27 @@ def _archive(path: str, options: VerifyOptions, scratch: list[str]) -> tuple[str
     return root, "tar checked member by member and extracted into a private directory"
 
 
-def _signature(root: str, options: VerifyOptions) -> str:
+Hashed = Mapping[str, "tuple[str, int]"]  # bundle path -> (sha256, bytes read)
+
+
+def _hash_bundle(root: str, options: VerifyOptions) -> dict[str, tuple[str, int]]:
+    """(sha256, size) of every file of the bundle, each read once, in parallel: the signature,
+    provenance and integrity checks all compare against these, so the bytes checked are the
+    bytes hashed, and no file is read twice."""
+    try:
+        entries = [e for e in walk(root) if not e.is_dir]
+    except SpecError as e:
+        raise ArchiveError.from_error(e) from None
+    files = {e.path: os.path.join(root, *e.path.split("/")) for e in entries}
+    total = sum(e.size for e in entries)
+    return _hash_all(files, total, options.progress, options.workers)
+
+
+def _signature(root: str, options: VerifyOptions, hashed: Hashed) -> str:
     from modelseal.modelsig import verify_bundle_signature
 
     try:
-        verified = verify_bundle_signature(root, options.release_pem)
+        verified = verify_bundle_signature(root, options.release_pem, known=hashed)
     except ModelsealError as e:
         raise SignatureCheckError.from_error(e) from None
     except Exception as e:  # A malformed but signed statement: never a traceback.
@@ -219,12 +234,14 @@ def _signature(root: str, options: VerifyOptions) -> str:
     return f"model.sig by release key {key_id[:16]} signs {len(verified.digests)} files"
 
 
-def _provenance(root: str, options: VerifyOptions) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _provenance(
+    root: str, options: VerifyOptions, hashed: Hashed
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Verify the layout and links; (the layout's step names, the links' signer key ids)."""
     from modelseal.provenance import LAYOUT_PATH, verify_provenance
 
     try:
-        verify_provenance(root, options.owner_pem, revoked=options.revoked)
+        verify_provenance(root, options.owner_pem, revoked=options.revoked, known=hashed)
         with open(os.path.join(root, *LAYOUT_PATH.split("/")), "rb") as f:
             layout = load_json(f.read())
         steps = tuple(str(step["name"]) for step in layout["signed"]["steps"])  # type: ignore[index]
@@ -274,20 +291,24 @@ def _read_manifest(root: str) -> Manifest:
         ) from None
 
 
-def _hash_file(path: str, tick: Callable[[int], None]) -> str:
+def _hash_file(path: str, tick: Callable[[int], None]) -> tuple[str, int]:
     digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
     with open(path, "rb", buffering=0) as f:
         while True:
-            chunk = f.read(CHUNK)
-            if not chunk:
-                return digest.hexdigest()
-            digest.update(chunk)
-            tick(len(chunk))
+            count = f.readinto(buffer)
+            if not count:
+                return digest.hexdigest(), size
+            digest.update(view[:count])
+            size += count
+            tick(count)
 
 
 def _hash_all(
     files: Mapping[str, str], total: int, progress: Progress | None, workers: int | None
-) -> dict[str, str]:
+) -> dict[str, tuple[str, int]]:
     """{bundle path: sha256} of `files` (bundle path -> local path), streamed, in parallel:
     hashlib releases the GIL, so threads use every core."""
     done = 0
@@ -308,7 +329,7 @@ def _hash_all(
     return dict(zip(paths, digests))
 
 
-def _integrity(root: str, options: VerifyOptions) -> tuple[Manifest, str]:
+def _integrity(root: str, hashed: Hashed) -> tuple[Manifest, str]:
     manifest = _read_manifest(root)
     expected = {entry.path: entry for entry in manifest.files}
     for present in walk(root):
@@ -320,38 +341,37 @@ def _integrity(root: str, options: VerifyOptions) -> tuple[Manifest, str]:
                 expected="only the manifest's files",
                 found=f"{present.path} ({present.size} bytes)",
             )
-    local: dict[str, str] = {}
+    # Every file was hashed once, before the signature check (`_hash_bundle`): what is compared
+    # here is what model.sig and the provenance were checked against.
     for path, entry in sorted(expected.items()):
-        local[path] = os.path.join(root, *path.split("/"))
-        try:
-            info = os.stat(local[path], follow_symlinks=False)
-        except FileNotFoundError:
+        found = hashed.get(path)
+        if found is None:
+            local = os.path.join(root, *path.split("/"))
             raise IntegrityCheckError(
                 what="a file the manifest lists is missing",
                 where=path,
                 remedy=CHANGED,
                 expected=f"{entry.size} bytes",
-                found="no file",
-            ) from None
-        if not stat.S_ISREG(info.st_mode) or info.st_size != entry.size:
+                found="not a file" if os.path.lexists(local) else "no file",
+            )
+        if found[1] != entry.size:
             raise IntegrityCheckError(
                 what="size differs from the manifest",
                 where=path,
                 remedy=CHANGED,
                 expected=f"{entry.size} bytes",
-                found=f"{info.st_size} bytes" if stat.S_ISREG(info.st_mode) else "not a file",
+                found=f"{found[1]} bytes",
             )
-    total = sum(entry.size for entry in manifest.files)
-    digests = _hash_all(local, total, options.progress, options.workers)
     for path, entry in sorted(expected.items()):
-        if digests[path] != entry.sha256:
+        if hashed[path][0] != entry.sha256:
             raise IntegrityCheckError(
                 what="sha256 differs from the manifest",
                 where=path,
                 remedy=CHANGED,
                 expected=entry.sha256,
-                found=digests[path],
+                found=hashed[path][0],
             )
+    total = sum(entry.size for entry in manifest.files)
     return manifest, f"{len(expected)} files, {total} bytes match manifest.json"
 
 
@@ -416,16 +436,22 @@ def _run_checks(path: str, options: VerifyOptions, report: Report, scratch: list
         report.bundle_dir = root
         return detail
 
+    hashed: dict[str, tuple[str, int]] = {}
+
+    def signature() -> str:
+        hashed.update(_hash_bundle(report.bundle_dir, options))
+        return _signature(report.bundle_dir, options, hashed)
+
     def provenance() -> str:
         nonlocal layout_steps, link_signers
-        layout_steps, link_signers = _provenance(report.bundle_dir, options)
+        layout_steps, link_signers = _provenance(report.bundle_dir, options, hashed)
         return (
             f"layout and {len(link_signers)} link signer(s) verified; "
             f"steps {', '.join(layout_steps)}"
         )
 
     def integrity() -> str:
-        manifest, detail = _integrity(report.bundle_dir, options)
+        manifest, detail = _integrity(report.bundle_dir, hashed)
         report.manifest = manifest
         return detail
 
@@ -444,7 +470,7 @@ def _run_checks(path: str, options: VerifyOptions, report: Report, scratch: list
 
     steps: list[tuple[str, Callable[[], str]]] = [
         ("archive", archive),
-        ("signature", lambda: _signature(report.bundle_dir, options)),
+        ("signature", signature),
         ("provenance", provenance),
         ("integrity", integrity),
         ("runtime", lambda: _runtime(report.bundle_dir, _manifest(report), options)),
