@@ -78,17 +78,7 @@ async def infer_model_artifact_dependencies(
     include: list[Address] = []
     ref = fs.training.value
     if ref and not fs.training.is_link_file():
-        include.append(
-            await Get(
-                Address,
-                AddressInput,
-                AddressInput.parse(
-                    ref,
-                    relative_to=fs.address.spec_path,
-                    description_of_origin=f"the `training` field of {fs.address}",
-                ),
-            )
-        )
+        include.append(await Get(Address, AddressInput, fs.training.target_input(fs.address)))
     # The resolve, from the explicitly listed dependencies (the inferred ones are being computed).
     explicit = await Get(ExplicitlyProvidedDependencies, DependenciesRequest(fs.dependencies))
     targets = await Get(Targets, Addresses(explicit.includes))

@@ -171,15 +171,7 @@ async def gather_weights(fs: ModelArtifactFieldSet, build_root: BuildRoot) -> Mo
                 f"is set, but `training={ref!r}` names a model_training target whose outputs are "
                 "the weights. Remove one of the two.",
             )
-        address = await Get(
-            Address,
-            AddressInput,
-            AddressInput.parse(
-                ref,
-                relative_to=fs.address.spec_path,
-                description_of_origin=f"the `training` field of {fs.address}",
-            ),
-        )
+        address = await Get(Address, AddressInput, fs.training.target_input(fs.address))
         trained = await Get(
             TrainedModel,
             TrainModelRequest(address, f"The `training` field of {fs.address}"),

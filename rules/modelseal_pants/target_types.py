@@ -20,7 +20,7 @@ from pants.backend.python.target_types import (
 )
 from pants.base.glob_match_error_behavior import GlobMatchErrorBehavior
 from pants.core.goals.package import OutputPathField
-from pants.engine.addresses import Address
+from pants.engine.addresses import Address, AddressInput
 from pants.engine.fs import GlobExpansionConjunction, PathGlobs
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
@@ -226,6 +226,15 @@ class ModelTrainingRefField(StringField):
 
     def is_link_file(self) -> bool:
         return bool(self.value and self.value.endswith(".link"))
+
+    def target_input(self, owner: Address) -> AddressInput:
+        """The `model_training` target this field names (when it names one, not a link)."""
+        assert self.value and not self.is_link_file()
+        return AddressInput.parse(
+            self.value,
+            relative_to=owner.spec_path,
+            description_of_origin=f"the `training` field of {owner}",
+        )
 
 
 class ModelInterpreterConstraintsField(InterpreterConstraintsField):
