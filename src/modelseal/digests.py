@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar, Union
 
@@ -28,8 +28,9 @@ P = TypeVar("P", bound=StrPath)
 CHANGED_REMEDY = "the bundle was changed after packaging: re-package or re-download it"
 
 
-def sha256_file(path: StrPath) -> tuple[str, int]:
-    """(lowercase hex sha256, size in bytes) of the file at `path`, read CHUNK_SIZE at a time."""
+def sha256_file(path: StrPath, tick: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """(lowercase hex sha256, size in bytes) of the file at `path`, read CHUNK_SIZE at a time;
+    `tick(bytes)` after each chunk, for progress."""
     digest = hashlib.sha256()
     size = 0
     buffer = bytearray(CHUNK_SIZE)
@@ -41,6 +42,8 @@ def sha256_file(path: StrPath) -> tuple[str, int]:
                 break
             digest.update(view[:count])
             size += count
+            if tick is not None:
+                tick(count)
     return digest.hexdigest(), size
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
 import sys
 import threading
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from modelseal.canonical import load_json
+from modelseal.digests import sha256_file
 from modelseal.errors import ModelsealError, SpecError
 from modelseal.failures import (
     ArchiveError,
@@ -65,7 +65,6 @@ __all__ = [
 ]
 
 CHECKS = ("archive", "signature", "provenance", "integrity", "runtime", "trust", "policy")
-CHUNK = 1024 * 1024
 MAX_MANIFEST_SIZE = 16 * 1024 * 1024
 CHANGED = "the bundle was changed after packaging: re-download it, or rebuild and re-sign it"
 
@@ -291,21 +290,6 @@ def _read_manifest(root: str) -> Manifest:
         ) from None
 
 
-def _hash_file(path: str, tick: Callable[[int], None]) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            count = f.readinto(buffer)
-            if not count:
-                return digest.hexdigest(), size
-            digest.update(view[:count])
-            size += count
-            tick(count)
-
-
 def _hash_all(
     files: Mapping[str, str], total: int, progress: Progress | None, workers: int | None
 ) -> dict[str, tuple[str, int]]:
@@ -325,7 +309,7 @@ def _hash_all(
     count = max(1, min(workers or os.cpu_count() or 1, len(files) or 1))
     paths = list(files)
     with ThreadPoolExecutor(max_workers=count) as pool:
-        digests = list(pool.map(lambda p: _hash_file(files[p], tick), paths))
+        digests = list(pool.map(lambda p: sha256_file(files[p], tick), paths))
     return dict(zip(paths, digests))
 
 
