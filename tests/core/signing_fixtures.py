@@ -86,6 +86,13 @@ def make_bundle(
         keys.signers["builder"],
         provenance,
     )
+    layout_and_sign(bundle, keys, expires)
+    return bundle
+
+
+def layout_and_sign(bundle: str, keys: Keys, expires: dt.datetime = EXPIRES) -> None:
+    """The owner's layout over the fixture roles, then the release step: the last two steps of
+    every signed test bundle."""
     layout = create_layout(
         keys.signers["owner"],
         {
@@ -97,7 +104,6 @@ def make_bundle(
     )
     write_atomic(os.path.join(bundle, *LAYOUT_PATH.split("/")), layout)
     sign_release(bundle, keys.signers["release"])
-    return bundle
 
 
 def flip_byte(path: str, offset: int = 0) -> None:

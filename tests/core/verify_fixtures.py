@@ -12,12 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 from core.bundles import file_rows, manifest
-from core.signing_fixtures import EXPIRES, Keys
-from modelseal.atomic import write_atomic
+from core.signing_fixtures import EXPIRES, Keys, layout_and_sign
 from modelseal.canonical import canonical_json
 from modelseal.manifest import SIGNATURE_PATH
 from modelseal.modelsig import bundle_digests
-from modelseal.provenance import LAYOUT_PATH, create_layout, link_file_name, write_link
+from modelseal.provenance import link_file_name, write_link
 from modelseal.release import sign_release
 
 # The PEX's entry: echoes its arguments and stdin, and leaves a marker when $MARKER names one,
@@ -82,17 +81,7 @@ def make_signed_bundle(
     weights = {p: d for p, d in digests.items() if p.startswith("weights/")}
     write_link("train", {"train.py": "1" * 64}, weights, keys.signers["trainer"], provenance)
     write_link("package", weights, digests, keys.signers["builder"], provenance)
-    layout = create_layout(
-        keys.signers["owner"],
-        {
-            "train": [keys.signers["trainer"].public_key_pem],
-            "package": [keys.signers["builder"].public_key_pem],
-            "sign": [keys.signers["release"].public_key_pem],
-        },
-        expires=expires,
-    )
-    write_atomic(os.path.join(bundle, *LAYOUT_PATH.split("/")), layout)
-    sign_release(bundle, keys.signers["release"])
+    layout_and_sign(bundle, keys, expires)
     return bundle
 
 
