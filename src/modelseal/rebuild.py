@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from modelseal.errors import ModelsealError, SpecError
@@ -225,7 +225,3 @@ def scratch_directory(prefix: str) -> str:
 def remove(paths: Iterable[str]) -> None:
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def labels(targets: Sequence[str]) -> str:
-    return ", ".join(targets) if targets else "(none)"
