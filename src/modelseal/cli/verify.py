@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from modelseal.errors import EXIT_FAILURE, EXIT_OK, ModelsealError, SpecError
-from modelseal.format.canonical import canonical_json
+from modelseal.format.canonical import MAX_DOCUMENT_SIZE, canonical_json
 from modelseal.format.safe_extract import DEFAULT_LIMITS, Limits
 from modelseal.keys.core import PublicKey
 from modelseal.verify.checks import (
@@ -30,7 +30,7 @@ from modelseal.verify.policy import Policy
 
 __all__ = ["run", "run_arguments", "split_passthrough", "verify", "verify_arguments"]
 
-MAX_CONFIG_SIZE = 16 * 1024 * 1024
+MAX_CONFIG_SIZE = MAX_DOCUMENT_SIZE
 
 
 def verify_arguments(parser: argparse.ArgumentParser) -> None:

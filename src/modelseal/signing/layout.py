@@ -11,7 +11,7 @@ from in_toto.models.layout import Inspection, Layout, Step  # type: ignore[impor
 from in_toto.models.metadata import Metablock  # type: ignore[import-untyped]
 
 from modelseal.errors import SpecError
-from modelseal.format.canonical import canonical_json, load_json
+from modelseal.format.canonical import TIMESTAMP_FORMAT, canonical_json, load_json
 from modelseal.keys.core import PublicKey, Signer
 from modelseal.signing.links import (
     INSPECTION_NAME,
@@ -57,7 +57,7 @@ def _expires_text(expires: dt.datetime) -> str:
             where="layout",
             remedy="give it in UTC, e.g. 2027-11-26T00:00:00Z",
         )
-    return expires.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return expires.astimezone(dt.timezone.utc).strftime(TIMESTAMP_FORMAT)
 
 
 def _layout_metablock(
@@ -200,7 +200,7 @@ def rotate_layout(
         current_thresholds[step] = min(current_thresholds.get(step, 1), max(len(keys), 1))
     when = expires
     if when is None:
-        when = dt.datetime.strptime(layout.expires, "%Y-%m-%dT%H:%M:%SZ").replace(
+        when = dt.datetime.strptime(layout.expires, TIMESTAMP_FORMAT).replace(
             tzinfo=dt.timezone.utc
         )
     return _layout_metablock(owner_signer, functionaries, current_thresholds, when, layout.readme)

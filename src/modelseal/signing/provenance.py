@@ -33,6 +33,7 @@ from in_toto.exceptions import LayoutExpiredError  # type: ignore[import-untyped
 from in_toto.models.link import Link  # type: ignore[import-untyped]
 
 from modelseal.errors import SigningError
+from modelseal.format.canonical import TIMESTAMP_FORMAT
 from modelseal.keys.core import PublicKey
 
 # Links, the layout and revocations live in their own modules; importers name this one.
@@ -189,7 +190,7 @@ def verify_provenance(
                 )
     if (
         now is not None
-        and dt.datetime.strptime(layout.expires, "%Y-%m-%dT%H:%M:%SZ").replace(
+        and dt.datetime.strptime(layout.expires, TIMESTAMP_FORMAT).replace(
             tzinfo=dt.timezone.utc
         )
         <= now

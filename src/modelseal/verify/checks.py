@@ -37,7 +37,7 @@ from modelseal.errors import (
     TrustError,
     VerificationError,
 )
-from modelseal.format.canonical import load_json
+from modelseal.format.canonical import MAX_DOCUMENT_SIZE, load_json
 from modelseal.format.digests import sha256_file
 from modelseal.format.manifest import MANIFEST_PATH, PROVENANCE_DIR, Manifest, is_reserved
 from modelseal.format.safe_extract import (
@@ -67,7 +67,7 @@ __all__ = [
     "verified_bundle",
 ]
 
-MAX_MANIFEST_SIZE = 16 * 1024 * 1024
+MAX_MANIFEST_SIZE = MAX_DOCUMENT_SIZE
 CHANGED = "the bundle was changed after packaging: re-download it, or rebuild and re-sign it"
 
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from modelseal.errors import RuntimeCheckError
+from modelseal.format.canonical import MAX_DOCUMENT_SIZE
 
 __all__ = [
     "Host",
@@ -37,7 +38,7 @@ __all__ = [
     "read_pex_info",
 ]
 
-MAX_PEX_INFO_SIZE = 16 * 1024 * 1024
+MAX_PEX_INFO_SIZE = MAX_DOCUMENT_SIZE
 REBUILD = (
     "rebuild the model for this interpreter (interpreter_constraints of the model_artifact), "
     "or install on a host with a matching Python"
