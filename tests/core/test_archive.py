@@ -308,6 +308,7 @@ def _tar(path: Path, *members: tuple[str, bytes, bytes]) -> Path:
         for name, kind, content in members:
             info = tarfile.TarInfo(name)
             info.type = kind
+            info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644  # As the writer's.
             if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
                 info.linkname = "b/a"
             if kind == tarfile.REGTYPE:

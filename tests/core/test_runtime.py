@@ -262,6 +262,7 @@ ALLOWED = {
     "modelseal.format.manifest",
     "modelseal.format.canonical",
     "modelseal.format.digests",
+    "modelseal.format.tree",
     "modelseal.errors",
 }
 

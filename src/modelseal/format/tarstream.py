@@ -19,7 +19,7 @@ This module accepts exactly that and nothing else:
 - names: UTF-8, relative bundle paths, at most 4096 bytes, 128 segments and 255 bytes a segment,
   strictly increasing in the writer's order (so no duplicates), each inside the one top directory
   and below a directory member already seen;
-- the member count is bounded, and the archive must end with two zero blocks followed by nothing
+- the member count and the names' total length are bounded, and the archive must end with two zero blocks followed by nothing
   but zero padding up to the 10 KiB record.
 
 Work is linear in the archive: one pass over the headers, constant work per block, no recursion.
@@ -43,8 +43,26 @@ RECORD = 20 * BLOCK  # tarfile's RECORDSIZE: the archive is padded to a multiple
 MAX_NAME_BYTES = 4096
 MAX_SEGMENTS = 128
 MAX_SEGMENT_BYTES = 255
+# All member names together: the reader keeps them (to find parents and duplicates).
+MAX_NAMES_BYTES = 16 * 1024 * 1024
 DIR_MODE = 0o755
 FILE_MODES = (0o644, 0o755)
+
+# What the member types a bundle never holds are, for the message.
+KINDS = {
+    tarfile.LNKTYPE: "a hard link",
+    tarfile.SYMTYPE: "a symbolic link",
+    tarfile.CHRTYPE: "a device",
+    tarfile.BLKTYPE: "a device",
+    tarfile.FIFOTYPE: "a FIFO",
+    tarfile.CONTTYPE: "a contiguous file",
+    tarfile.GNUTYPE_SPARSE: "a sparse file",
+    tarfile.GNUTYPE_LONGNAME: "a second long-name record",
+    tarfile.GNUTYPE_LONGLINK: "a long link-name record",
+    tarfile.XHDTYPE: "a pax header",
+    tarfile.XGLTYPE: "a pax global header",
+    tarfile.SOLARIS_XHDTYPE: "a pax header",
+}
 
 REMEDY = "this is not an archive modelseal wrote: do not install it, re-download the bundle"
 
@@ -120,13 +138,15 @@ def _check_name(raw: bytes, archive: str, where: str) -> str:
     except UnicodeDecodeError:
         raise _bad(archive, where, "the member name is not UTF-8") from None
     path = name[:-1] if name.endswith("/") else name
+    if path.startswith("/"):
+        raise _bad(archive, where, "an absolute path", "a relative path", repr(name[:200]))
     segments = path.split("/")
     if len(segments) > MAX_SEGMENTS:
-        raise _bad(archive, where[:200], "the member name has too many segments",
+        raise _bad(archive, where, "the member name has too many segments",
                    f"at most {MAX_SEGMENTS}", str(len(segments)))
     longest = max(len(s.encode("utf-8")) for s in segments)
     if longest > MAX_SEGMENT_BYTES:
-        raise _bad(archive, where[:200], "a segment of the member name is too long",
+        raise _bad(archive, where, "a segment of the member name is too long",
                    f"at most {MAX_SEGMENT_BYTES} bytes", f"{longest} bytes")
     problem = bundle_path_problem(path)
     if problem is not None:
@@ -174,17 +194,29 @@ def read_entries(f: BinaryIO, archive: str, max_members: int) -> Iterator[TarEnt
     top: str | None = None
     previous: bytes | None = None
     directories: set[str] = set()
+    files: set[str] = set()
+    names = 0
     count = 0
     while True:
         start = f.tell()
         where = f"header at byte {start}"
-        block = _read(f, BLOCK, archive, where)
+        if start:
+            block = _read(f, BLOCK, archive, where)
+        elif end < BLOCK:
+            raise _bad(archive, where, "not an uncompressed tar archive (shorter than a header)")
+        else:
+            block = _read(f, BLOCK, archive, where)
         if not any(block):
             _end(f, archive, end)
             break
         if count >= max_members:
             raise _bad(archive, where, "too many members", f"at most {max_members}", "more")
-        raw, kind, size, mode, mtime = _header_values(block, archive, where)
+        try:
+            raw, kind, size, mode, mtime = _header_values(block, archive, where)
+        except ArchiveError as e:
+            if start:
+                raise
+            raise _bad(archive, where, f"not an uncompressed tar archive ({e.what})") from None
         long_record = b""
         if kind == tarfile.GNUTYPE_LONGNAME:
             if raw != b"././@LongLink" or not 1 < size <= MAX_NAME_BYTES + 1:
@@ -199,12 +231,12 @@ def read_entries(f: BinaryIO, archive: str, max_members: int) -> Iterator[TarEnt
             if not any(block):
                 raise _bad(archive, where, "a long-name record without a member")
             _, kind, size, mode, mtime = _header_values(block, archive, where)
+        where = raw.decode("utf-8", "replace")[:200].rstrip("/")
         if kind not in (tarfile.REGTYPE, tarfile.DIRTYPE):
-            raise _bad(archive, where, "a member a bundle never holds",
-                       "a file or directory", f"type {kind!r}")
+            raise _bad(archive, where, "a member a bundle never holds", "a file or directory",
+                       KINDS.get(kind, f"a member of type {kind!r}"))
         is_dir = kind == tarfile.DIRTYPE
         path = _check_name(raw, archive, where)
-        where = repr(path[:200])
         if mode not in ((DIR_MODE,) if is_dir else FILE_MODES):
             raise _bad(archive, where, "a mode modelseal never writes", "0755 or 0644", oct(mode))
         if is_dir and size:
@@ -213,23 +245,28 @@ def read_entries(f: BinaryIO, archive: str, max_members: int) -> Iterator[TarEnt
             raise _bad(archive, where, "a header modelseal's writer would not emit",
                        "GNU format, owner 0:0, no names, nothing else set", "other header bytes")
         key = path.encode("utf-8")
-        if previous is not None and key <= previous:
-            raise _bad(archive, where, "members out of order or duplicated",
-                       "sorted, each name once", "an earlier or equal name")
+        if key == previous:
+            raise _bad(archive, where, "a duplicate member name", "each name once", "twice")
+        if previous is not None and key < previous:
+            raise _bad(archive, where, "members out of order", "sorted by name", "an earlier name")
         previous = key
         member_top, _, below = path.partition("/")
         if top is None:
             if below or not is_dir:
-                raise _bad(archive, where, "the first member is not the top directory")
+                raise _bad(archive, where, "the top entry is not a directory")
             top = member_top
         elif member_top != top:
             raise _bad(archive, where, "outside the top directory", f"{top}/...", path)
         parent = path.rpartition("/")[0]
         if parent and parent not in directories:
-            raise _bad(archive, where, "a member whose parent is not a directory of the archive",
-                       f"{parent!r} as a directory first", "no such directory")
-        if is_dir:
-            directories.add(path)
+            kind_of_parent = "a file" if parent in files else "not a member"
+            raise _bad(archive, where, f"inside {parent.rpartition('/')[2]!r}, which is "
+                       f"{kind_of_parent}", f"{parent!r} as a directory before it")
+        names += len(key)
+        if names > MAX_NAMES_BYTES:
+            raise _bad(archive, where, "the member names are too long in total",
+                       f"at most {MAX_NAMES_BYTES} bytes", "more")
+        (directories if is_dir else files).add(path)
         count += 1
         offset = f.tell()
         yield TarEntry(path, Entry(below, is_dir, size), mode, offset)

@@ -160,7 +160,7 @@ def _authorized_sign_keys(root: str, options: VerifyOptions) -> list[PublicKey]:
     pinned = [k for k in keys if k.key_id == options.release.key_id]
     if not pinned:
         raise SignatureCheckError(
-            what="the --release-key is not a key the layout allows to sign the sign step",
+            what="the --release-key is another key than the layout allows for the sign step",
             where=where,
             remedy="pass the release key the layout names, or ask the owner to rotate the layout",
             expected=f"one of {', '.join(k.key_id[:16] for k in keys)}",
