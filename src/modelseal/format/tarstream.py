@@ -101,6 +101,8 @@ def _size(field: bytes, archive: str, where: str) -> int:
 
 def _header_values(block: bytes, archive: str, where: str) -> tuple[bytes, bytes, int, int, int]:
     """(name field, type, size, mode, mtime) of one header block, its checksum checked first."""
+    shown = block[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+    where = f"{shown} ({where})"
     stored = block[148:156]
     if stored[6:] != b"\0 " or any(c not in b"01234567" for c in stored[:6]):
         raise _bad(archive, where, "the header's checksum field is malformed",

@@ -248,7 +248,7 @@ def _read_statement(
         raise IntegrityError(
             what="signed by another key than the public key given"
             if len(candidates) == 1
-            else "signed by none of the keys allowed to sign it",
+            else "signed by another key than those the layout allows to sign it",
             where=where,
             remedy="verify with the public key of the release signer that signed this bundle",
         )

@@ -112,6 +112,15 @@ def verify_1_archive(path: str, options: VerifyOptions, state: _State, scratch: 
                 expected=f"at most {options.limits.max_total_size} bytes",
                 found=f"{total} bytes",
             )
+        for e in entries:  # Before anything is read: these are read whole later.
+            if is_reserved(e.path) and e.size > METADATA_LIMIT:
+                raise ArchiveError(
+                    what="a manifest, signature or provenance file larger than modelseal reads",
+                    where=os.path.join(path, e.path),
+                    remedy="re-download the bundle",
+                    expected=f"at most {METADATA_LIMIT} bytes",
+                    found=f"{e.size} bytes",
+                )
         state.root = os.path.abspath(path)
         files = {e.path: os.path.join(state.root, *e.path.split("/")) for e in entries}
         state.hashed = _hash_all(files, total, options.progress, options.workers)
