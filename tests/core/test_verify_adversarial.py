@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from core.signing_fixtures import Keys, make_keys, write_ec_key
+from core.signing_fixtures import Keys, flip_byte, make_keys, write_ec_key
 from core.verify_fixtures import make_signed_bundle, member, raw_tar, resign, tar_of
 from modelseal.errors import EXIT_ARCHIVE, EXIT_SIGNATURE, EXIT_SPEC
 from modelseal.keys.reference import load_signer
@@ -297,3 +299,132 @@ def test_a_signal_removes_the_scratch_directory(
     assert err.strip().splitlines() == [f"modelseal: error: stopped by {number.name}; "
                                         "nothing was kept"]
     assert list(scratch.iterdir()) == []
+
+
+# -- 3. extract: the safe `tar xf` -------------------------------------------------------------
+
+
+def test_extract_writes_exactly_the_verified_bytes(tmp_path: Path, keys: Keys) -> None:
+    bundle = Path(make_signed_bundle(str(tmp_path / "b"), keys))
+    tar = tar_of(str(bundle), str(tmp_path / f"{TOP}.tar"))
+    out = tmp_path / "installed"
+    done = modelseal(["extract", tar, str(out), "--trust", keys.pub("owner")], tmp_path)
+    assert done.code == 0, done.err
+    extracted = out / TOP
+    files = sorted(p.relative_to(bundle) for p in bundle.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(extracted) for p in extracted.rglob("*") if p.is_file()) == files
+    for path in files:
+        assert (extracted / path).read_bytes() == (bundle / path).read_bytes()
+        mode = (extracted / path).stat().st_mode & 0o777
+        assert mode == (0o755 if str(path) == "model.pex" else 0o644)
+    assert [p.name for p in out.iterdir()] == [TOP]  # No staging directory left behind.
+    # Extracting again would overwrite: refused, nothing changed.
+    again = modelseal(["extract", tar, str(out), "--trust", keys.pub("owner")], tmp_path)
+    assert again.code == EXIT_SPEC and "already exists" in again.err
+
+
+def test_extract_writes_nothing_for_a_forged_tar(tmp_path: Path, keys: Keys) -> None:
+    bundle = Path(make_signed_bundle(str(tmp_path / "b"), keys))
+    flip_byte(str(bundle / "weights" / "model.bin"), offset=100)  # Same size, other bytes.
+    tar = tar_of(str(bundle), str(tmp_path / f"{TOP}.tar"))
+    out = tmp_path / "installed"
+    outcome = modelseal(["extract", tar, str(out), "--trust", keys.pub("owner")], tmp_path)
+    assert_refused(outcome, EXIT_SIGNATURE, "weights/model.bin")
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+# -- the reader against GNU tar ---------------------------------------------------------------
+
+
+def _genuine_small_tar(directory: Path) -> tuple[bytes, list[int]]:
+    from modelseal.format.archive import write_tar
+
+    root = directory / "b"
+    (root / "weights" / ("long-" * 30)).mkdir(parents=True, exist_ok=True)
+    (root / "manifest.json").write_bytes(b"{}\n")
+    (root / "model.pex").write_bytes(b"pex" * 100)
+    (root / "weights" / ("long-" * 30) / "w.bin").write_bytes(bytes(range(256)) * 3)
+    out = directory / "small.tar"
+    write_tar(root, out, top=TOP, mtime=1700000000)
+    data = out.read_bytes()
+    headers = [o for o in range(0, len(data), 512) if data[o + 257 : o + 263] == b"ustar "]
+    return data, headers
+
+
+@pytest.fixture(scope="module")
+def small_tar(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[int]]:
+    return _genuine_small_tar(tmp_path_factory.mktemp("small"))
+
+
+def _ours(path: Path) -> list[tuple[str, int, str]] | None:
+    from modelseal.errors import ArchiveError
+    from modelseal.format.tarstream import read_entries
+
+    try:
+        with open(path, "rb") as f:
+            return [
+                (
+                    ("d" if e.entry.is_dir else "-") + _perms(e.mode),
+                    e.entry.size,
+                    e.name + ("/" if e.entry.is_dir else ""),
+                )
+                for e in read_entries(f, str(path), 1000)
+            ]
+    except ArchiveError:
+        return None
+
+
+def _perms(mode: int) -> str:
+    return "".join(c if mode & (1 << (8 - i)) else "-" for i, c in enumerate("rwxrwxrwx"))
+
+
+def _gnu(path: Path) -> list[tuple[str, int, str]] | None:
+    listed = subprocess.run(
+        ["tar", "-tvf", str(path)], capture_output=True, text=True, errors="replace",
+        env={**os.environ, "TZ": "UTC", "LC_ALL": "C"},
+    )
+    if listed.returncode != 0:
+        return None
+    rows = []
+    for line in listed.stdout.splitlines():
+        perms, owner, size, _date, _time, name = line.split(maxsplit=5)
+        assert owner == "0/0", line
+        rows.append((perms, int(size), name))
+    return rows
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+    fix_checksums=st.booleans(),
+    cut=st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_mutated_tars_list_as_gnu_tar_lists_them_or_are_refused(
+    small_tar: tuple[bytes, list[int]],
+    tmp_path: Path,
+    edits: list[tuple[int, int]],
+    fix_checksums: bool,
+    cut: int | None,
+) -> None:
+    genuine, headers = small_tar
+    data = bytearray(genuine)
+    touched = set()
+    for position, value in edits:
+        # Mostly inside headers, where the formats' corners are.
+        offset = headers[position % len(headers)] + position % 512 if position % 3 else position
+        offset %= len(data)
+        data[offset] = value
+        touched.add(offset - offset % 512)
+    if fix_checksums:
+        for block in touched:
+            if block in headers:
+                _fix_checksum(data, block)
+    if cut is not None:
+        del data[cut % (len(data) + 1) :]
+    path = tmp_path / "mutated.tar"
+    path.write_bytes(bytes(data))
+    ours = _ours(path)
+    if ours is not None:
+        assert _gnu(path) == ours
