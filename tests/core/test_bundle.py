@@ -9,8 +9,8 @@ from core.bundles import write_bundle
 from modelseal.errors import IntegrityError, SpecError
 from modelseal.format.archive import write_tar
 from modelseal.format.bundle import read_bundle, verify_files
-from modelseal.format.tree import Entry
 from modelseal.format.manifest import Manifest
+from modelseal.format.tree import Entry
 
 FILES = {
     "model.pex": b"pex",

@@ -136,7 +136,7 @@ def test_run_passes_no_loader_variables(tmp_path: Path, keys: Keys) -> None:
     tar = tar_of(bundle, str(tmp_path / f"{TOP}.tar"))
     hostile = str(tmp_path / "hostile")
     os.makedirs(hostile)
-    Path(hostile, "sitecustomize.py").write_text("open(%r, 'w').close()\n" % str(tmp_path / "ran"))
+    Path(hostile, "sitecustomize.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
     env_before = dict(os.environ)
     try:
         os.environ.update(PYTHONPATH=hostile, PEX_INHERIT_PATH="prefer", PEX_MODULE="evil",
@@ -221,8 +221,10 @@ CRAFTED = {
     "a 300-byte segment": (
         lambda p: _long_names(p, f"{TOP}/{'x' * 300}"), EXIT_ARCHIVE, ("segment", "too long")),
     "a sparse member": (
-        lambda p: raw_tar(str(p), [(member(TOP, tarfile.DIRTYPE), None),
-                                   (member(f"{TOP}/w", tarfile.GNUTYPE_SPARSE, 2 * 1024**3), None)]),
+        lambda p: raw_tar(str(p), [
+            (member(TOP, tarfile.DIRTYPE), None),
+            (member(f"{TOP}/w", tarfile.GNUTYPE_SPARSE, 2 * 1024**3), None),
+        ]),
         EXIT_ARCHIVE, ("a sparse file",)),
     "a 2 GiB weights file the manifest does not declare": (
         lambda p: raw_tar(str(p), [(member(TOP, tarfile.DIRTYPE), None),

@@ -133,7 +133,8 @@ def _options(args: argparse.Namespace, progress: TerminalProgress | None) -> Ver
     owner = PublicKey.from_pem(_read(args.trust, "owner key"), source=args.trust)
     release = None
     if args.release_key:
-        release = PublicKey.from_pem(_read(args.release_key, "release key"), source=args.release_key)
+        pinned = _read(args.release_key, "release key")
+        release = PublicKey.from_pem(pinned, source=args.release_key)
     policy = None
     if args.policy:
         policy = Policy.from_bytes(_read(args.policy, "policy"), source=args.policy)

@@ -138,7 +138,9 @@ def check_tree(
     prefix = f"{below}/" if below else ""
     if os.path.islink(top):
         raise IntegrityError(
-            what="a symbolic link, not a directory of the bundle", where=below, remedy=CHANGED_REMEDY
+            what="a symbolic link, not a directory of the bundle",
+            where=below,
+            remedy=CHANGED_REMEDY,
         )
     try:
         entries = walk(top) if os.path.isdir(top) else []

@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from modelseal.errors import ArchiveError, IntegrityError, ModelsealError
@@ -75,6 +75,7 @@ class Scan:
     top: str
     members: tuple[Entry, ...]
     total_size: int
+    modes: dict[str, int] = field(default_factory=dict)  # path -> mode (0644 or 0755)
 
 
 def _bad(archive: str, name: str, what: str, expected: str = "", found: str = "") -> ArchiveError:
@@ -125,6 +126,7 @@ class _Budget:
 def _scan(f: BinaryIO, archive: str, limits: Limits, names: Collection[str],
           max_size: int) -> tuple[Scan, dict[str, bytes]]:
     members: list[Entry] = []
+    modes: dict[str, int] = {}
     contents: dict[str, bytes] = {}
     top = ""
     budget = _Budget(archive, limits, by_manifest=False)
@@ -140,7 +142,8 @@ def _scan(f: BinaryIO, archive: str, limits: Limits, names: Collection[str],
                            f"at most {max_size} bytes", f"{size} bytes")
             contents[member.entry.path] = f.read(size)
         members.append(member.entry)
-    return Scan(top, tuple(members), budget.total), contents
+        modes[member.entry.path] = member.mode
+    return Scan(top, tuple(members), budget.total, modes), contents
 
 
 def scan_tar(path: str, limits: Limits = DEFAULT_LIMITS) -> Scan:

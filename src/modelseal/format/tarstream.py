@@ -19,8 +19,8 @@ This module accepts exactly that and nothing else:
 - names: UTF-8, relative bundle paths, at most 4096 bytes, 128 segments and 255 bytes a segment,
   strictly increasing in the writer's order (so no duplicates), each inside the one top directory
   and below a directory member already seen;
-- the member count and the names' total length are bounded, and the archive must end with two zero blocks followed by nothing
-  but zero padding up to the 10 KiB record.
+- the member count and the names' total length are bounded, and the archive must end with two
+  zero blocks followed by nothing but zero padding up to the 10 KiB record.
 
 Work is linear in the archive: one pass over the headers, constant work per block, no recursion.
 """
@@ -36,7 +36,14 @@ from modelseal.errors import ArchiveError
 from modelseal.format.manifest import bundle_path_problem
 from modelseal.format.tree import Entry
 
-__all__ = ["BLOCK", "MAX_NAME_BYTES", "MAX_SEGMENTS", "MAX_SEGMENT_BYTES", "TarEntry", "read_entries"]
+__all__ = [
+    "BLOCK",
+    "MAX_NAME_BYTES",
+    "MAX_SEGMENTS",
+    "MAX_SEGMENT_BYTES",
+    "TarEntry",
+    "read_entries",
+]
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # tarfile's RECORDSIZE: the archive is padded to a multiple of it.
@@ -187,93 +194,131 @@ def _end(f: BinaryIO, archive: str, end: int) -> None:
                    "zero padding", "non-zero bytes")
 
 
+@dataclass(frozen=True)
+class _Header:
+    """One member's header (with its long-name record, if any), fields parsed and checked."""
+
+    path: str
+    where: str
+    is_dir: bool
+    size: int
+    mode: int
+
+
+def _long_name(f: BinaryIO, archive: str, where: str, size: int) -> tuple[bytes, bytes]:
+    """(the name, the record's payload blocks) of a GNU long-name record of `size` bytes."""
+    if not 1 < size <= MAX_NAME_BYTES + 1:
+        raise _bad(archive, where, "a long-name record modelseal never writes",
+                   f"at most {MAX_NAME_BYTES + 1} bytes", f"{size} bytes")
+    payload = _read(f, _padded(size), archive, where)
+    raw = payload[: size - 1]
+    if payload[size - 1] != 0 or b"\0" in raw:
+        raise _bad(archive, where, "a malformed long-name record")
+    return raw, payload
+
+
+def _header(f: BinaryIO, block: bytes, archive: str, start: int) -> _Header:
+    """Parse and judge the member whose first header block `block` was read at `start`."""
+    where = f"header at byte {start}"
+    try:
+        raw, kind, size, mode, mtime = _header_values(block, archive, where)
+    except ArchiveError as e:
+        if start:
+            raise
+        raise _bad(archive, where, f"not an uncompressed tar archive ({e.what})") from None
+    long_record = b""
+    if kind == tarfile.GNUTYPE_LONGNAME:
+        if raw != b"././@LongLink":
+            raise _bad(archive, where, "a long-name record modelseal never writes")
+        raw, payload = _long_name(f, archive, where, size)
+        long_record = block + payload
+        block = _read(f, BLOCK, archive, where)
+        if not any(block):
+            raise _bad(archive, where, "a long-name record without a member")
+        _, kind, size, mode, mtime = _header_values(block, archive, where)
+    where = raw.decode("utf-8", "replace")[:200].rstrip("/")
+    if kind not in (tarfile.REGTYPE, tarfile.DIRTYPE):
+        raise _bad(archive, where, "a member a bundle never holds", "a file or directory",
+                   KINDS.get(kind, f"a member of type {kind!r}"))
+    is_dir = kind == tarfile.DIRTYPE
+    path = _check_name(raw, archive, where)
+    if mode not in ((DIR_MODE,) if is_dir else FILE_MODES):
+        raise _bad(archive, where, "a mode modelseal never writes", "0755 or 0644", oct(mode))
+    if is_dir and size:
+        raise _bad(archive, where, "a directory with content", "size 0", str(size))
+    if long_record + block != _reference(path, is_dir, size, mode, mtime):
+        raise _bad(archive, where, "a header modelseal's writer would not emit",
+                   "GNU format, owner 0:0, no names, nothing else set", "other header bytes")
+    return _Header(path, where, is_dir, size, mode)
+
+
+class _Tree:
+    """The order and nesting rules across members: sorted names (so no duplicates), one top
+    directory, every member below a directory member seen before it, names bounded in total."""
+
+    def __init__(self, archive: str) -> None:
+        self.archive = archive
+        self.top: str | None = None
+        self.previous: bytes | None = None
+        self.directories: set[str] = set()
+        self.files: set[str] = set()
+        self.names = 0
+
+    def admit(self, header: _Header) -> str:
+        """The member's path below the top directory ("" for the top itself)."""
+        path, where, archive = header.path, header.where, self.archive
+        key = path.encode("utf-8")
+        if key == self.previous:
+            raise _bad(archive, where, "a duplicate member name", "each name once", "twice")
+        if self.previous is not None and key < self.previous:
+            raise _bad(archive, where, "members out of order", "sorted by name", "an earlier name")
+        self.previous = key
+        member_top, _, below = path.partition("/")
+        if self.top is None:
+            if below or not header.is_dir:
+                raise _bad(archive, where, "the top entry is not a directory")
+            self.top = member_top
+        elif member_top != self.top:
+            raise _bad(archive, where, "outside the top directory", f"{self.top}/...", path)
+        parent = path.rpartition("/")[0]
+        if parent and parent not in self.directories:
+            what = "a file" if parent in self.files else "not a member"
+            raise _bad(archive, where, f"inside {parent.rpartition('/')[2]!r}, which is {what}",
+                       f"{parent!r} as a directory before it")
+        self.names += len(key)
+        if self.names > MAX_NAMES_BYTES:
+            raise _bad(archive, where, "the member names are too long in total",
+                       f"at most {MAX_NAMES_BYTES} bytes", "more")
+        (self.directories if header.is_dir else self.files).add(path)
+        return below
+
+
 def read_entries(f: BinaryIO, archive: str, max_members: int) -> Iterator[TarEntry]:
     """Every member of the bundle tar open as `f` (seekable), in order, each judged before it is
     yielded; ArchiveError at the first thing modelseal's writer never emits. The caller may read
     a file's content at `offset`; the reader seeks to the next header itself."""
     end = f.seek(0, 2)
     f.seek(0)
-    top: str | None = None
-    previous: bytes | None = None
-    directories: set[str] = set()
-    files: set[str] = set()
-    names = 0
+    if end < BLOCK:
+        raise _bad(archive, "header at byte 0",
+                   "not an uncompressed tar archive (shorter than a header)")
+    tree = _Tree(archive)
     count = 0
     while True:
         start = f.tell()
-        where = f"header at byte {start}"
-        if start:
-            block = _read(f, BLOCK, archive, where)
-        elif end < BLOCK:
-            raise _bad(archive, where, "not an uncompressed tar archive (shorter than a header)")
-        else:
-            block = _read(f, BLOCK, archive, where)
+        block = _read(f, BLOCK, archive, f"header at byte {start}")
         if not any(block):
             _end(f, archive, end)
             break
         if count >= max_members:
-            raise _bad(archive, where, "too many members", f"at most {max_members}", "more")
-        try:
-            raw, kind, size, mode, mtime = _header_values(block, archive, where)
-        except ArchiveError as e:
-            if start:
-                raise
-            raise _bad(archive, where, f"not an uncompressed tar archive ({e.what})") from None
-        long_record = b""
-        if kind == tarfile.GNUTYPE_LONGNAME:
-            if raw != b"././@LongLink" or not 1 < size <= MAX_NAME_BYTES + 1:
-                raise _bad(archive, where, "a long-name record modelseal never writes",
-                           f"at most {MAX_NAME_BYTES + 1} bytes", f"{size} bytes")
-            payload = _read(f, _padded(size), archive, where)
-            raw = payload[: size - 1]
-            if payload[size - 1] != 0 or b"\0" in raw:
-                raise _bad(archive, where, "a malformed long-name record")
-            long_record = block + payload
-            block = _read(f, BLOCK, archive, where)
-            if not any(block):
-                raise _bad(archive, where, "a long-name record without a member")
-            _, kind, size, mode, mtime = _header_values(block, archive, where)
-        where = raw.decode("utf-8", "replace")[:200].rstrip("/")
-        if kind not in (tarfile.REGTYPE, tarfile.DIRTYPE):
-            raise _bad(archive, where, "a member a bundle never holds", "a file or directory",
-                       KINDS.get(kind, f"a member of type {kind!r}"))
-        is_dir = kind == tarfile.DIRTYPE
-        path = _check_name(raw, archive, where)
-        if mode not in ((DIR_MODE,) if is_dir else FILE_MODES):
-            raise _bad(archive, where, "a mode modelseal never writes", "0755 or 0644", oct(mode))
-        if is_dir and size:
-            raise _bad(archive, where, "a directory with content", "size 0", str(size))
-        if long_record + block != _reference(path, is_dir, size, mode, mtime):
-            raise _bad(archive, where, "a header modelseal's writer would not emit",
-                       "GNU format, owner 0:0, no names, nothing else set", "other header bytes")
-        key = path.encode("utf-8")
-        if key == previous:
-            raise _bad(archive, where, "a duplicate member name", "each name once", "twice")
-        if previous is not None and key < previous:
-            raise _bad(archive, where, "members out of order", "sorted by name", "an earlier name")
-        previous = key
-        member_top, _, below = path.partition("/")
-        if top is None:
-            if below or not is_dir:
-                raise _bad(archive, where, "the top entry is not a directory")
-            top = member_top
-        elif member_top != top:
-            raise _bad(archive, where, "outside the top directory", f"{top}/...", path)
-        parent = path.rpartition("/")[0]
-        if parent and parent not in directories:
-            kind_of_parent = "a file" if parent in files else "not a member"
-            raise _bad(archive, where, f"inside {parent.rpartition('/')[2]!r}, which is "
-                       f"{kind_of_parent}", f"{parent!r} as a directory before it")
-        names += len(key)
-        if names > MAX_NAMES_BYTES:
-            raise _bad(archive, where, "the member names are too long in total",
-                       f"at most {MAX_NAMES_BYTES} bytes", "more")
-        (directories if is_dir else files).add(path)
+            raise _bad(archive, f"header at byte {start}", "too many members",
+                       f"at most {max_members}", "more")
+        header = _header(f, block, archive, start)
+        below = tree.admit(header)
         count += 1
         offset = f.tell()
-        yield TarEntry(path, Entry(below, is_dir, size), mode, offset)
+        yield TarEntry(header.path, Entry(below, header.is_dir, header.size), header.mode, offset)
         f.seek(offset)
-        _skip(f, _padded(size), archive, where, end)
-    if top is None:
+        _skip(f, _padded(header.size), archive, header.where, end)
+    if tree.top is None:
         raise ArchiveError(what="the archive is empty", where=archive, remedy=REMEDY)
-

@@ -295,6 +295,14 @@ def _signed_resources(resources: list[object], where: str) -> tuple[dict[str, st
     return signed, concatenated
 
 
+def _candidates(public_key: PublicKey | bytes | Sequence[PublicKey]) -> Sequence[PublicKey]:
+    if isinstance(public_key, bytes):
+        return [PublicKey.from_pem(public_key)]
+    if isinstance(public_key, PublicKey):
+        return [public_key]
+    return public_key
+
+
 def verify_bundle_signature(
     bundle_dir: str | os.PathLike[str],
     public_key: PublicKey | bytes | Sequence[PublicKey],
@@ -309,12 +317,7 @@ def verify_bundle_signature(
     (sha256, size) of files already hashed by the caller (see `bundle_digests`)."""
     root = os.fspath(bundle_dir)
     sig_path = os.fspath(signature_path) if signature_path else os.path.join(root, SIGNATURE_PATH)
-    if isinstance(public_key, bytes):
-        candidates: Sequence[PublicKey] = [PublicKey.from_pem(public_key)]
-    elif isinstance(public_key, PublicKey):
-        candidates = [public_key]
-    else:
-        candidates = public_key
+    candidates = _candidates(public_key)
     try:
         with open(sig_path, "rb") as f:
             data = f.read(max_size + 1)

@@ -112,14 +112,14 @@ def verify_1_archive(path: str, options: VerifyOptions, state: _State, scratch: 
                 expected=f"at most {options.limits.max_total_size} bytes",
                 found=f"{total} bytes",
             )
-        for e in entries:  # Before anything is read: these are read whole later.
-            if is_reserved(e.path) and e.size > METADATA_LIMIT:
+        for entry in entries:  # Before anything is read: these are read whole later.
+            if is_reserved(entry.path) and entry.size > METADATA_LIMIT:
                 raise ArchiveError(
                     what="a manifest, signature or provenance file larger than modelseal reads",
-                    where=os.path.join(path, e.path),
+                    where=os.path.join(path, entry.path),
                     remedy="re-download the bundle",
                     expected=f"at most {METADATA_LIMIT} bytes",
-                    found=f"{e.size} bytes",
+                    found=f"{entry.size} bytes",
                 )
         state.root = os.path.abspath(path)
         files = {e.path: os.path.join(state.root, *e.path.split("/")) for e in entries}
@@ -147,7 +147,7 @@ def _authorized_sign_keys(root: str, options: VerifyOptions) -> list[PublicKey]:
         with open(where, "rb") as f:
             layout = load_json(f.read(METADATA_LIMIT + 1))
         signed = layout["signed"]  # type: ignore[index]
-        (step,) = [s for s in signed["steps"] if s["name"] == "sign"]
+        (step,) = (s for s in signed["steps"] if s["name"] == "sign")
         keys = [
             PublicKey.from_pem(signed["keys"][k]["keyval"]["public"].encode("ascii"))
             for k in step["pubkeys"]
@@ -211,7 +211,8 @@ def verify_2_signature(options: VerifyOptions, state: _State) -> str:
                 remedy=CHANGED,
             )
     state.sign_key = verified.key
-    return f"model.sig by release key {verified.key.key_id[:16]} signs {len(verified.digests)} files"
+    count = len(verified.digests)
+    return f"model.sig by release key {verified.key.key_id[:16]} signs {count} files"
 
 
 def verify_3_provenance(options: VerifyOptions, state: _State, now: dt.datetime) -> str:
