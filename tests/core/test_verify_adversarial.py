@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from core.signing_fixtures import Keys, flip_byte, make_keys, write_ec_key
 from core.verify_fixtures import make_signed_bundle, member, raw_tar, resign, tar_of
+from modelseal.cli import main as cli_main
 from modelseal.errors import EXIT_ARCHIVE, EXIT_SIGNATURE, EXIT_SPEC
 from modelseal.keys.reference import load_signer
 from modelseal.signing.modelsig import sign_bundle
@@ -31,7 +32,8 @@ from modelseal.signing.modelsig import sign_bundle
 MAX_SECONDS = 10.0
 MAX_MIB = 256.0
 TOP = "iris-1.0.0"
-MAIN = "import sys; from modelseal.cli.main import main; sys.exit(main())"
+# The command line in a child process (imported here too, so the test depends on all of it).
+MAIN = f"import sys; from {cli_main.__name__} import main; sys.exit(main())"
 
 
 @pytest.fixture(scope="module")
