@@ -27,8 +27,8 @@ from core.signing_fixtures import Keys, flip_byte, make_keys, write_ec_key
 from core.verify_fixtures import make_signed_bundle, member, raw_tar, resign, tar_of
 from modelseal.cli import main as cli_main
 from modelseal.errors import EXIT_ARCHIVE, EXIT_SIGNATURE, EXIT_SPEC
-from modelseal.keys.reference import load_signer
 from modelseal.keys.core import PublicKey
+from modelseal.keys.reference import load_signer
 from modelseal.signing.modelsig import sign_bundle
 from modelseal.verify.checks import VerifyOptions, verified_bundle
 

@@ -253,7 +253,8 @@ def _verify_then_inner(
                 progress.close()
             if command is not None and report.ok:
                 # A tar's verified copy sits in a private scratch directory: PEX_ROOT goes there.
-                scratch = os.path.dirname(report.bundle_dir) if os.path.isfile(args.bundle) else None
+                is_tar = os.path.isfile(args.bundle)
+                scratch = os.path.dirname(report.bundle_dir) if is_tar else None
                 return _run_pex(report, command, model_python(args), scratch)
             if then is not None and report.ok:
                 _print_report(report, args.json)
