@@ -24,7 +24,6 @@ from modelseal.format.safe_extract import (
     DEFAULT_LIMITS,
     Limits,
     copy_verified,
-    private_directory,
     remove_tree,
 )
 from modelseal.keys.core import PublicKey
@@ -253,7 +252,10 @@ def _verify_then_inner(
             if progress is not None:
                 progress.close()
             if command is not None and report.ok:
-                return _run_pex(report, command, model_python(args))
+                # A tar's verified copy sits in a private scratch directory: PEX_ROOT goes there.
+                is_tar = os.path.isfile(args.bundle)
+                scratch = os.path.dirname(report.bundle_dir) if is_tar else None
+                return _run_pex(report, command, model_python(args), scratch)
             if then is not None and report.ok:
                 _print_report(report, args.json)
                 return then(report)
@@ -271,7 +273,9 @@ def _verify_then_inner(
             progress.close()
 
 
-def _run_pex(report: Report, command: Sequence[str], python: str) -> int:
+def _run_pex(
+    report: Report, command: Sequence[str], python: str, scratch: str | None = None
+) -> int:
     """Run the verified PEX with `command`, stdin, stdout and stderr passed through; its code
     (128 + N when a signal N ended it, as shells report it)."""
     manifest = report.manifest
@@ -281,7 +285,7 @@ def _run_pex(report: Report, command: Sequence[str], python: str) -> int:
     # A new, empty PEX_ROOT: pex unpacks into $PEX_ROOT/unzipped_pexes/<hash from PEX-INFO>
     # and trusts what it finds there, so a shared cache filled by a forged PEX with the same
     # PEX-INFO would run instead of the verified bytes.
-    pex_root = private_directory("modelseal-pex-root-")
+    pex_root = tempfile.mkdtemp(prefix="modelseal-pex-root-", dir=scratch)
     try:
         env = child_environment(os.environ, pex_root)
         completed = subprocess.run([python, pex, *command], cwd=report.bundle_dir, env=env)

@@ -37,7 +37,7 @@ __all__ = [
     "read_pex_info",
 ]
 
-MAX_PEX_INFO_SIZE = 16 * 1024 * 1024
+MAX_PEX_INFO_SIZE = 4 * 1024 * 1024  # parsed whole: kept small so memory stays bounded
 REBUILD = (
     "rebuild the model for this interpreter (interpreter_constraints of the model_artifact), "
     "or install on a host with a matching Python"
