@@ -27,15 +27,24 @@ class ModelsealError(Exception):
 
     exit_code: ClassVar[int] = EXIT_FAILURE
 
-    def __init__(self, *, what: str, where: str, remedy: str) -> None:
+    def __init__(
+        self, *, what: str, where: str, remedy: str, expected: str = "", found: str = ""
+    ) -> None:
         # Keyword-only: `what` and `where` are both strings, and swapping them would still print.
+        # `expected` and `found` are the two sides of a failed comparison, when there is one: the
+        # message shows them, and `modelseal verify --json` keeps them apart for machines.
         super().__init__(what, where, remedy)
         self.what = what
         self.where = where
         self.remedy = remedy
+        self.expected = expected
+        self.found = found
 
     def __str__(self) -> str:
-        message = f"{self.where}: {self.what}."
+        what = self.what
+        if self.expected or self.found:
+            what += f": expected {self.expected or '(nothing)'}, found {self.found or '(nothing)'}"
+        message = f"{self.where}: {what}."
         if self.remedy:
             message += f" {self.remedy[:1].upper()}{self.remedy[1:]}"
         return message
@@ -88,28 +97,19 @@ class VerificationError(ModelsealError):
 
     check: ClassVar[str] = "verify"
 
-    def __init__(
-        self, *, what: str, where: str, remedy: str, expected: str = "", found: str = ""
-    ) -> None:
-        # The message shows both sides; the report keeps them apart for machines.
-        shown = what
-        if expected or found:
-            shown = f"{what}: expected {expected or '(nothing)'}, found {found or '(nothing)'}"
-        super().__init__(what=shown, where=where, remedy=remedy)
-        self.expected = expected
-        self.found = found
-
     @classmethod
     def from_error(cls, error: ModelsealError) -> VerificationError:
         """`error`, raised by a library function a check calls, re-classified as this check's
         failure so its exit code says which check failed, not which module noticed."""
         if isinstance(error, cls):
             return error
-        result = cls(what=error.what, where=error.where, remedy=error.remedy)
-        # `what` already shows both sides when the original had them; keep them for the report.
-        result.expected = str(getattr(error, "expected", ""))
-        result.found = str(getattr(error, "found", ""))
-        return result
+        return cls(
+            what=error.what,
+            where=error.where,
+            remedy=error.remedy,
+            expected=error.expected,
+            found=error.found,
+        )
 
 
 class ArchiveError(VerificationError):

@@ -347,9 +347,11 @@ def verify_bundle_signature(
             )
         if actual[path] != signed[path]:
             raise IntegrityError(
-                what=f"sha256 signed {signed[path]} found {actual[path]}",
+                what="sha256 differs from the one model.sig signs",
                 where=path,
                 remedy=CHANGED_REMEDY,
+                expected=signed[path],
+                found=actual[path],
             )
     name = subject.get("name") if isinstance(subject, dict) else None
     return VerifiedSignature(str(name), signed, tuple(sorted(ignore)))

@@ -47,6 +47,7 @@ from modelseal.format.safe_extract import (
 )
 from modelseal.format.tree import walk
 from modelseal.keys.core import PublicKey
+from modelseal.keys.ids import short_key_id
 from modelseal.verify.hostcheck import Host, check_constraints, check_wheels, read_pex_info
 from modelseal.verify.policy import PolicyFacts, evaluate
 from modelseal.verify.report import (
@@ -54,6 +55,7 @@ from modelseal.verify.report import (
     CheckResult,
     Progress,
     Report,
+    RuntimeMatch,
     TerminalProgress,
     VerifyOptions,
 )
@@ -134,13 +136,14 @@ def _signature(root: str, options: VerifyOptions, hashed: Hashed) -> str:
             remedy="re-sign the bundle with `modelseal sign`",
         ) from None
     key_id = PublicKey.from_pem(options.release_pem).key_id
-    return f"model.sig by release key {key_id[:16]} signs {len(verified.digests)} files"
+    return f"model.sig by release key {short_key_id(key_id)} signs {len(verified.digests)} files"
 
 
 def _provenance(
     root: str, options: VerifyOptions, hashed: Hashed
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Verify the layout and links; (the layout's step names, the links' signer key ids)."""
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], str]:
+    """Verify the layout and links; (the layout's step names, (step, signer key id) of every
+    link signature, the layout's expiry)."""
     from modelseal.signing.provenance import LAYOUT_PATH, verify_provenance
 
     try:
@@ -148,14 +151,16 @@ def _provenance(
         with open(os.path.join(root, *LAYOUT_PATH.split("/")), "rb") as f:
             layout = load_json(f.read())
         steps = tuple(str(step["name"]) for step in layout["signed"]["steps"])  # type: ignore[index]
-        signers: set[str] = set()
+        expires = str(layout["signed"]["expires"])  # type: ignore[index]
+        signers: set[tuple[str, str]] = set()
         directory = os.path.join(root, PROVENANCE_DIR)
         for name in sorted(os.listdir(directory)):
             if name.endswith(".link") and name != "files.link":
                 with open(os.path.join(directory, name), "rb") as f:
                     link = load_json(f.read())
                 for signature in link["signatures"]:  # type: ignore[index]
-                    signers.add(str(signature["keyid"]))
+                    step = str(link["signed"]["name"])  # type: ignore[index]
+                    signers.add((step, str(signature["keyid"])))
     except ModelsealError as e:
         raise ProvenanceCheckError.from_error(e) from None
     except Exception as e:  # in-toto and malformed metadata: many exception types, one meaning.
@@ -164,7 +169,7 @@ def _provenance(
             where=os.path.join(root, PROVENANCE_DIR),
             remedy="re-sign the bundle's provenance, or re-download the bundle",
         ) from None
-    return steps, tuple(sorted(signers))
+    return steps, tuple(sorted(signers)), expires
 
 
 def _read_manifest(root: str) -> Manifest:
@@ -263,24 +268,45 @@ def _integrity(root: str, hashed: Hashed) -> tuple[Manifest, str]:
     return manifest, f"{len(expected)} files, {total} bytes match manifest.json"
 
 
-def _runtime(root: str, manifest: Manifest, options: VerifyOptions) -> str:
+def _runtime(root: str, manifest: Manifest, options: VerifyOptions) -> RuntimeMatch:
+    """What this host matched, for the report; its `describe()` is the check's one line, which
+    names the host once."""
     host = options.host or (Host.of(options.python) if options.python else Host.current())
-    details = [
-        check_constraints(
-            manifest.runtime.interpreter_constraints,
-            host,
-            "manifest.json: runtime.interpreter_constraints",
-        )
-    ]
+    wanted = check_constraints(
+        manifest.runtime.interpreter_constraints,
+        host,
+        "manifest.json: runtime.interpreter_constraints",
+    )
     pex = os.path.join(root, *manifest.runtime.pex.split("/"))
     info = read_pex_info(pex, manifest.runtime.pex)
+    pex_wanted: str | None = None
     if info is None:
-        details.append("no PEX-INFO: wheel compatibility not decided")
+        wheels = "no PEX-INFO: wheel compatibility not decided"
     else:
         where = f"{manifest.runtime.pex}: PEX-INFO"
-        details.append(check_constraints(info.interpreter_constraints, host, where))
-        details.append(check_wheels(info.wheels, host, f"{manifest.runtime.pex}: .deps"))
-    return "; ".join(details)
+        pex_wanted = check_constraints(info.interpreter_constraints, host, where)
+        wheels = check_wheels(info.wheels, host, f"{manifest.runtime.pex}: .deps")
+    return RuntimeMatch(
+        python=options.python or sys.executable,
+        implementation=host.implementation,
+        version=".".join(map(str, host.version)),
+        system=host.system,
+        machine=host.machine,
+        glibc=".".join(map(str, host.glibc)) if host.glibc else None,
+        manifest_constraint=wanted,
+        pex_constraint=pex_wanted,
+        wheels=wheels,
+    )
+
+
+def _runtime_line(match: RuntimeMatch) -> str:
+    """`CPython 3.11.9 on linux x86_64 satisfies CPython==3.11.* (manifest) and ... (PEX-INFO);
+    5 distributions have a wheel it loads`: the host named once."""
+    host = f"{match.implementation} {match.version} on {match.system} {match.machine}"
+    met = [f"{match.manifest_constraint or 'no constraint'} (manifest)"]
+    if match.pex_constraint is not None:
+        met.append(f"{match.pex_constraint or 'no constraint'} (PEX-INFO)")
+    return f"{host} satisfies {' and '.join(met)}; {match.wheels}"
 
 
 def _trust(manifest: Manifest, options: VerifyOptions) -> str:
@@ -316,6 +342,8 @@ def verified_bundle(path: str, options: VerifyOptions) -> Iterator[Report]:
 
 def _run_checks(path: str, options: VerifyOptions, report: Report, scratch: list[str]) -> None:
     now = options.now or dt.datetime.now(dt.timezone.utc)
+    report.owner_key_id = PublicKey.from_pem(options.owner_pem).key_id
+    report.release_key_id = PublicKey.from_pem(options.release_pem).key_id
     layout_steps: tuple[str, ...] = ()
     link_signers: tuple[str, ...] = ()
 
@@ -332,16 +360,25 @@ def _run_checks(path: str, options: VerifyOptions, report: Report, scratch: list
 
     def provenance() -> str:
         nonlocal layout_steps, link_signers
-        layout_steps, link_signers = _provenance(report.bundle_dir, options, hashed)
+        layout_steps, signers, report.layout_expires = _provenance(
+            report.bundle_dir, options, hashed
+        )
+        report.layout_steps, report.link_signers = layout_steps, signers
+        link_signers = tuple(key for _, key in signers)
         return (
-            f"layout and {len(link_signers)} link signer(s) verified; "
-            f"steps {', '.join(layout_steps)}"
+            f"layout (expires {report.layout_expires}) and {len(signers)} link signature(s) "
+            f"verified; steps {', '.join(layout_steps)}"
         )
 
     def integrity() -> str:
         manifest, detail = _integrity(report.bundle_dir, hashed)
         report.manifest = manifest
+        report.manifest_sha256 = hashed[MANIFEST_PATH][0]
         return detail
+
+    def runtime() -> str:
+        report.runtime = _runtime(report.bundle_dir, _manifest(report), options)
+        return _runtime_line(report.runtime)
 
     def policy() -> str:
         if options.policy is None:
@@ -361,7 +398,7 @@ def _run_checks(path: str, options: VerifyOptions, report: Report, scratch: list
         ("signature", signature),
         ("provenance", provenance),
         ("integrity", integrity),
-        ("runtime", lambda: _runtime(report.bundle_dir, _manifest(report), options)),
+        ("runtime", runtime),
         ("trust", lambda: _trust(_manifest(report), options)),
         ("policy", policy),
     ]
@@ -369,6 +406,9 @@ def _run_checks(path: str, options: VerifyOptions, report: Report, scratch: list
         try:
             detail = check()
         except VerificationError as e:
+            # Paths inside the private copy of a tar mean nothing to the user: bundle-relative.
+            if report.bundle_dir and e.where.startswith(report.bundle_dir + os.sep):
+                e.where = e.where[len(report.bundle_dir) + 1 :].replace(os.sep, "/")
             report.checks.append(CheckResult(name, False, str(e)))
             report.failure = e
             return

@@ -186,13 +186,14 @@ def matches_constraint(constraint: str, host: Host) -> bool:
 
 def check_constraints(constraints: Sequence[str], host: Host, where: str) -> str:
     """RuntimeCheckError unless `host` satisfies at least one of `constraints` (an empty list
-    constrains nothing); a one-line description of what was decided."""
+    constrains nothing); the constraint it satisfies ("" for an empty list). The caller names the
+    host once, not once per decision."""
     if not constraints:
-        return "no interpreter constraints"
+        return ""
     for constraint in constraints:
         try:
             if matches_constraint(constraint, host):
-                return f"{host.describe()} satisfies {constraint}"
+                return constraint
         except ValueError as e:
             raise RuntimeCheckError(
                 what=f"an interpreter constraint modelseal cannot decide ({e})",
@@ -423,7 +424,7 @@ def check_wheels(wheels: Sequence[str], host: Host, where: str) -> str:
             expected=", ".join(w.filename for w in by_project[project]),
             found=host.describe(),
         )
-    detail = f"{len(by_project)} distributions have a wheel for {host.describe()}"
+    detail = f"{len(by_project)} distributions have a wheel it loads"
     if undecided or unreadable:
         detail += f" ({undecided + unreadable} not decidable here)"
     return detail
