@@ -40,6 +40,7 @@ from modelseal.cli.signing import (
     sign,
     sign_arguments,
 )
+from modelseal.cli.inspect import inspect, inspect_arguments
 from modelseal.cli.verify import run, run_arguments, split_passthrough, verify, verify_arguments
 from modelseal.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ModelsealError
 from modelseal.format.archive import write_tar
@@ -92,29 +93,6 @@ def _archive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", metavar="BUNDLE_OR_TAR", help="a bundle directory or its .tar")
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help='print {"manifest": ..., "present": [{"path": ..., "size": ...}]} as canonical JSON',
-    )
-
-
-def _inspect(args: argparse.Namespace) -> int:
-    manifest, present = read_bundle(args.bundle)
-    if args.json:
-        document = {
-            "manifest": manifest.to_json(),
-            "present": [{"path": p.path, "size": p.size} for p in present],
-        }
-        sys.stdout.buffer.write(canonical_json(document))
-    else:
-        sys.stdout.write(describe(manifest, {p.path: p.size for p in present}))
-    sys.stdout.flush()
-    return EXIT_OK
-
-
 COMMANDS: tuple[Command, ...] = (
     Command(
         "manifest",
@@ -134,7 +112,15 @@ COMMANDS: tuple[Command, ...] = (
         "whose bytes depend only on the files' paths and contents and on --mtime "
         "(docs/formats.md).",
     ),
-    Command("inspect", "show what a bundle or its tar contains", _inspect, _inspect_arguments),
+    Command(
+        "inspect",
+        "show what a bundle or its tar contains, and who it claims signed it",
+        inspect,
+        inspect_arguments,
+        "Show a bundle's manifest, its files, where its PEX's wheels let it run, and whether it "
+        "is signed and by which keys, as the files claim: nothing is verified (that is "
+        "`modelseal verify`) and nothing is extracted.",
+    ),
     Command(
         "link",
         "(internal) write a signed in-toto link",

@@ -190,7 +190,7 @@ def _emit(document: dict[str, object], *, to_stderr: bool) -> None:
     model's."""
     stream = sys.stderr.buffer if to_stderr else sys.stdout.buffer
     sys.stdout.flush()
-    stream.write(canonical_json(document) + b"\n")
+    stream.write(canonical_json(document))
     stream.flush()
 
 
