@@ -183,7 +183,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("layout", "create or rotate the owner-signed in-toto layout", layout, layout_arguments),
     Command("keygen", "generate a signing key", keygen, keygen_arguments),
-    Command("keys", "export public keys", keys, keys_arguments),
+    Command("keys", "export public keys, revoke keys", keys, keys_arguments),
     Command(
         "rebuild",
         "rebuild a commit and compare it with a published artifact",

@@ -23,3 +23,9 @@ def short_key_id(key_id: str) -> str:
 def is_key_id(text: str) -> bool:
     """Whether `text` is a full key id: 64 lowercase hex characters."""
     return bool(KEY_ID.match(text))
+
+
+def key_id_line(key_id: str) -> str:
+    """`<short> (<full>)`: how a command that makes or names a key (keygen, keys export-public,
+    keys revoke) shows its id once in full, for revocation lists and policies."""
+    return f"{short_key_id(key_id)} ({key_id})"
