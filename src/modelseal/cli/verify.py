@@ -26,6 +26,7 @@ from modelseal.verify.checks import (
     default_progress,
     verified_bundle,
 )
+from modelseal.cli.passthrough import split_passthrough
 from modelseal.verify.report import failure_json
 from modelseal.verify.policy import Policy
 
@@ -259,17 +260,3 @@ def run(args: argparse.Namespace) -> int:
             remedy="add the model's command after `--`, e.g. `-- predict` or `-- info`",
         )
     return _verify_then(args, command)
-
-
-def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
-    """(the arguments for modelseal, those after the first `--` for `run`): argparse's own `--`
-    handling differs between Python versions, and the PEX's arguments must pass through intact.
-    Only `run` takes them; for any other command the argv is returned unchanged."""
-    args = list(argv)
-    if "--" not in args:
-        return args, None
-    head, tail = args[: args.index("--")], args[args.index("--") + 1 :]
-    command = next((a for a in head if not a.startswith("-")), None)
-    if command != "run":
-        return args, None
-    return head, tail
