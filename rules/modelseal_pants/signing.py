@@ -74,7 +74,9 @@ async def signing_keys(_: SigningKeysRequest, subsystem: ModelsealSubsystem) -> 
     if missing and len(missing) < len(ROLES):
         raise ValueError(
             "Configure every signing key or none (none means the development keyring): "
-            + ", ".join(f"`[modelseal].{role}_key`" for role in missing)
+            + ", ".join(
+                f"`[modelseal].{ModelsealSubsystem.option_name(role)}`" for role in missing
+            )
             + " is not set."
         )
     if not missing:
