@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import zipapp
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from core.verify_fixtures import make_signed_bundle, tar_of
 
 PAGES = ["README.md", *sorted(str(p) for p in Path("docs").glob("*.md"))]
 SHELL = {"", "sh", "bash", "shell", "console"}
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```\s*$", re.S | re.M)
+FENCE = re.compile(r"^([ \t]*)```(\w*)\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
 MARK = re.compile(r"<!-- docs-test: skip: (?P<reason>[^>]+?) -->\s*\Z")
 SRC = str(Path(__import__("modelseal").__file__).resolve().parent.parent)
 
@@ -49,12 +50,13 @@ def blocks(page: str) -> list[Block]:
     text = Path(page).read_text(encoding="utf-8")
     found = []
     for match in FENCE.finditer(text):
-        if match.group(1) not in SHELL:
+        if match.group(2) not in SHELL:
             continue
         before = text[: match.start()].rstrip("\n").splitlines()
         mark = MARK.search(before[-1]) if before else None
         line = text.count("\n", 0, match.start()) + 1
-        found.append(Block(page, line, match.group(2), mark.group("reason") if mark else None))
+        code = textwrap.dedent(match.group(3))  # fences indented in list items
+        found.append(Block(page, line, code, mark.group("reason") if mark else None))
     return found
 
 
@@ -67,7 +69,10 @@ def _workspace(root: Path, keys: Keys) -> dict[str, str]:
     """The files the pages' commands name, under `root`; the environment to run them in."""
     bin_dir = root / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python3").symlink_to(sys.executable)
+    for name in ("python3", "modelseal"):  # a wrapper: a symlink would leave the virtualenv
+        command = '"$@"' if name == "python3" else '-m modelseal "$@"'
+        (bin_dir / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" {command}\n')
+        (bin_dir / name).chmod(0o755)
     tool = root / "tool"
     tool.mkdir()
     (tool / "__main__.py").write_text(
@@ -76,8 +81,6 @@ def _workspace(root: Path, keys: Keys) -> dict[str, str]:
     zipapp.create_archive(str(tool), str(root / "modelseal.pex"))
     (root / "dist").mkdir()
     shutil.copyfile(root / "modelseal.pex", root / "dist" / "modelseal.pex")
-    (bin_dir / "modelseal").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m modelseal "$@"\n')
-    (bin_dir / "modelseal").chmod(0o755)
     bundle = make_signed_bundle(str(root / "made"), keys)
     tar_of(bundle, str(root / "iris-1.0.0.tar"))
     for name in ("iris-1.0.0", "sentiment-0.3.0"):
