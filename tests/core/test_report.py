@@ -178,3 +178,15 @@ def test_environments_from_wheels() -> None:
     ]
     assert environments_from_wheels(both) == ["cp311-cp311-manylinux_2_17_x86_64"]
     assert environments_from_wheels([*both, "c-1-cp312-cp312-win_amd64.whl"]) == []
+
+
+def test_the_documented_example_is_a_valid_report(schema: dict[str, Any]) -> None:
+    text = Path("docs/verification.md").read_text(encoding="utf-8")
+    examples = [
+        json.loads(block)
+        for block in re.findall(r"^```json\n(.*?)^```", text, re.S | re.M)
+        if '"modelseal.report/v1"' in block
+    ]
+    assert examples, "docs/verification.md shows no complete report"
+    for example in examples:
+        _valid(example, schema)
