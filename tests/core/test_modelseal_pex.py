@@ -43,6 +43,18 @@ def test_modelseal_pex_runs_on(minor: int) -> None:
     assert compiled.stdout.strip() == f"loaded on 3.{minor}"
 
 
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_modelseal_pex_answers_at_once(flag: str) -> None:
+    # execution_mode="venv": after the first run the PEX execs its installed virtualenv.
+    from core.test_startup import BUDGET, median_seconds
+
+    python = find_python(11)
+    assert python is not None
+    seconds = median_seconds([python, str(MODELSEAL_PEX), flag])
+    print(f"modelseal.pex {flag}: median {seconds:.3f} s")
+    assert seconds < BUDGET
+
+
 def test_this_machine_has_the_default_interpreter() -> None:
     # The resolve's default interpreter must be found, or every test above could silently skip.
     assert find_python(11) is not None
