@@ -42,7 +42,9 @@ from pants.util.logging import LogLevel
 from modelseal_pants.subsystem import ModelsealSubsystem
 from modelseal_pants.tool import ModelsealTool, ModelsealToolRequest
 
-ROLES = ("owner", "train", "package", "sign")
+ROLES = ("owner", "train", "package", "release")
+# The role whose public key each in-toto step trusts: the release key signs the `sign` step.
+STEP_ROLES = {"train": "train", "package": "package", "sign": "release"}
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,7 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
     layout_inputs = await Get(Digest, MergeDigests([publics.digest, trusted.digest]))
     trained = request.train_inputs is not None or request.imported_train_link is not None
     steps = [
-        f"--step={step}=" + ",".join([f"keys/{step}.pub", *extra.get(step, ())])
+        f"--step={step}=" + ",".join([f"keys/{STEP_ROLES[step]}.pub", *extra.get(step, ())])
         for step in ("train", "package", "sign")
         if step != "train" or trained
     ]
@@ -313,7 +315,7 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
         ProcessResult,
         _process(
             tool, keys,
-            ("sign", f"--bundle={request.bundle_name}", f"--key={keys['sign']}",
+            ("sign", f"--bundle={request.bundle_name}", f"--key={keys['release']}",
              f"--known-digests={KNOWN_DIGESTS_PATH}"),
             unsigned, f"Signing {what}",
             output_files=(f"{request.bundle_name}/model.sig",),

@@ -94,16 +94,16 @@ class ModelsealSubsystem(Subsystem):
     )
 
     def key(self, role: str) -> str | None:
-        """The reference configured for a signing role; the release signer's role is `sign`
-        (the in-toto step it signs), its option `release_key` (or the deprecated `sign_key`)."""
-        if role == "sign":
+        """The reference configured for a signing role; `release` falls back to the deprecated
+        `sign_key`."""
+        if role == "release":
             return self.release_key or self.sign_key
         value: str | None = getattr(self, f"{role}_key")
         return value
 
     @staticmethod
     def option_name(role: str) -> str:
-        return "release_key" if role == "sign" else f"{role}_key"
+        return f"{role}_key"
 
     tool = StrOption(
         default="//src/modelseal:lib",

@@ -76,7 +76,7 @@ async def verify_models(targets: Targets, console: Console, subsystem: VerifySub
             VenvPexProcess(
                 tool.pex,
                 argv=("verify", _tar(package), "--trust=keys/owner.pub",
-                      "--release-key=keys/sign.pub", *options),
+                      "--release-key=keys/release.pub", *options),
                 input_digest=digest,
                 description=f"Verifying {fs.address}",
             ),

@@ -262,3 +262,20 @@ def test_run_help_shows_the_model_command(capsys: pytest.CaptureFixture[str]) ->
 
 def test_tar_fixture_is_a_tar(published: tuple[str, str]) -> None:
     assert tarfile.is_tarfile(published[1])
+
+
+# -- one name for the release signer ------------------------------------------------------------
+
+
+def test_a_dev_keyring_from_before_keeps_its_release_key(tmp_path: Path) -> None:
+    from modelseal.keys.core import generate_private_key, write_key_pair
+    from modelseal.keys.devkeyring import DEV_ROLES, ensure_dev_keyring
+
+    keyring = tmp_path / "dev-keyring"
+    keyring.mkdir()
+    write_key_pair(generate_private_key("ecdsa-p256"), str(keyring / "sign.pem"), None)
+    before = load_file_signer(f"file:{keyring / 'sign.pem'}").key_id
+    ensure_dev_keyring(str(keyring))
+    assert "release" in DEV_ROLES and "sign" not in DEV_ROLES
+    assert load_file_signer(f"file:{keyring / 'release.pem'}").key_id == before
+    assert not (keyring / "sign.pem").exists() and (keyring / "release.pub").exists()

@@ -166,7 +166,7 @@ def rebuild(args: argparse.Namespace) -> int:
         write_atomic(path, envelope + b"\n")
         print(f"reproduced: {os.path.basename(args.against)} (sha256 {artifact_sha256}) from "
               f"commit {commit}, target {args.target}")
-        print(f"statement: {path} (signed by key {key_id[:8]}; its public key: "
+        print(f"statement: {path} (signed by key {key_id[:16]}; its public key: "
               f"{os.path.join(report, 'auditor.pub')})")
         return EXIT_OK
     finally:
