@@ -41,7 +41,9 @@ def _error(capsys: pytest.CaptureFixture[str]) -> str:
 # -- keygen -------------------------------------------------------------------------------------
 
 
-def test_keygen_into_a_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keygen_into_a_missing_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "missing" / "owner.pem"
     assert main(["keygen", "--type", "ecdsa-p256", "--out", str(out)]) == 3
     err = _error(capsys)
@@ -166,7 +168,8 @@ def test_the_runtime_line_names_the_host_once(
     wheels = ("six-1.16.0-py2.py3-none-any.whl",)
     bundle = make_signed_bundle(str(tmp_path / "b"), keys, pex=pex_bytes([">=3.9"], wheels))
     assert _verify(keys, bundle) == 0
-    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("ok      runtime")]
+    out = capsys.readouterr().out.splitlines()
+    (line,) = (x for x in out if x.startswith("ok      runtime"))
     version = ".".join(map(str, sys.version_info[:3]))
     assert line.count(version) == 1, line
     assert "(manifest) and >=3.9 (PEX-INFO); 1 distributions have a wheel it loads" in line
@@ -233,7 +236,10 @@ def test_keys_revoke_refuses_what_names_no_one_key(
 # -- help ---------------------------------------------------------------------------------------
 
 
-def _parsers(parser: argparse.ArgumentParser, name: str = "modelseal") -> list[tuple[str, argparse.ArgumentParser]]:
+Parsers = list[tuple[str, argparse.ArgumentParser]]
+
+
+def _parsers(parser: argparse.ArgumentParser, name: str = "modelseal") -> Parsers:
     found = [(name, parser)]
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

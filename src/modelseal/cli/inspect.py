@@ -20,7 +20,7 @@ import sys
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Optional
 
 from modelseal.errors import EXIT_OK, ModelsealError
 from modelseal.format.canonical import canonical_json, load_json
@@ -83,8 +83,11 @@ def _signing(files: dict[str, bytes], present: set[str]) -> Signing:
     return result
 
 
+Opened = tuple[Manifest, dict[str, int], dict[str, bytes], Optional[IO[bytes]]]
+
+
 @contextlib.contextmanager
-def _opened(path: str) -> Iterator[tuple[Manifest, dict[str, int], dict[str, bytes], IO[bytes] | None]]:
+def _opened(path: str) -> Iterator[Opened]:
     """(manifest, present files and sizes, provenance files' bytes, model.pex opened or None)
     of a bundle directory or tar; the tar is checked as `verify` checks it before anything is
     read."""
@@ -103,7 +106,7 @@ def _opened(path: str) -> Iterator[tuple[Manifest, dict[str, int], dict[str, byt
         pex: IO[bytes] | None = None
         local = os.path.join(path, *pex_path.split("/"))
         if pex_path in present:
-            pex = open(local, "rb")  # noqa: SIM115 - closed below
+            pex = open(local, "rb")  # closed below
         try:
             yield manifest, present, files, pex
         finally:

@@ -37,6 +37,11 @@ __all__ = [
 
 
 
+REFERENCE = (
+    "a key reference: file:PATH[?passphrase-file=PATH], pkcs11:... or env:NAME (docs/signing.md)"
+)
+
+
 def _pair(text: str, option: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name or not value:
@@ -270,7 +275,7 @@ def sign(args: argparse.Namespace) -> int:
 def layout_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="layout_command", metavar="ACTION", required=True)
     create = sub.add_parser("create", help="write a new owner-signed layout")
-    owner_help = "the owner's private key, which signs the layout: " + "a key reference: file:PATH[?passphrase-file=PATH], pkcs11:... or env:NAME (docs/signing.md)"
+    owner_help = "the owner's private key, which signs the layout: " + REFERENCE
     create.add_argument("--owner-key", required=True, metavar="REF", help=owner_help)
     create.add_argument(
         "--step",
@@ -382,7 +387,7 @@ STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
 
 def record_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="record_command", metavar="ACTION", required=True)
-    key_help = "the trainer's key, which signs the link: " + "a key reference: file:PATH[?passphrase-file=PATH], pkcs11:... or env:NAME (docs/signing.md)"
+    key_help = "the trainer's key, which signs the link: " + REFERENCE
     materials_help = (
         "files and directories the step reads (data, code), relative to the current directory"
     )

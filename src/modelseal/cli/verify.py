@@ -179,7 +179,9 @@ def _input_failure(
     if isinstance(error, OSError):
         where = str(error.filename or "")
         error = ModelsealError(
-            what=str(error.strerror or error), where=where, remedy="check the file and its permissions"
+            what=str(error.strerror or error),
+            where=where,
+            remedy="check the file and its permissions",
         )
     document = _document(Report(), args, command)
     document["failure"] = failure_json(error, "input")

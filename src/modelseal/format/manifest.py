@@ -561,6 +561,16 @@ def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
     return lines
 
 
+def _platforms(runtime: Runtime, environments: Sequence[str] | None) -> str:
+    if environments is None:
+        declared = ", ".join(runtime.platforms + runtime.complete_platforms)
+        return declared or "(not declared: the build host's)"
+    if list(environments) == ["any"]:
+        return "any (every wheel is pure Python) (from the PEX's wheels)"
+    shown = ", ".join(environments) or "NONE: the compiled wheels share no platform"
+    return f"{shown} (from the PEX's wheels)"
+
+
 def _iso_date(epoch: int) -> str:
     """ISO 8601 in UTC, with the epoch the manifest records, so both can be searched for."""
     when = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -585,14 +595,7 @@ def describe(
     environments_from_wheels`), shown instead of the declared platforms, which are empty for a
     model built for the build host alone."""
     runtime = manifest.runtime
-    declared = ", ".join(runtime.platforms + runtime.complete_platforms)
-    if environments is not None:
-        platforms = ", ".join(environments) or "NONE: the compiled wheels share no platform"
-        if environments == ["any"]:
-            platforms = "any (every wheel is pure Python)"
-        platforms += " (from the PEX's wheels)"
-    else:
-        platforms = declared or "(not declared: the build host's)"
+    platforms = _platforms(runtime, environments)
     lines = [f"{manifest.name} {manifest.version}"]
     lines += _table(
         [

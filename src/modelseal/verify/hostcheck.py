@@ -289,7 +289,10 @@ def environments_from_wheels(wheels: Sequence[str]) -> list[str]:
         if wheel.platform == ("any",) and set(wheel.abi) <= {"none"}:
             continue
         tags = {
-            f"{py}-{abi}-{plat}" for py in wheel.python for abi in wheel.abi for plat in wheel.platform
+            f"{py}-{abi}-{plat}"
+            for py in wheel.python
+            for abi in wheel.abi
+            for plat in wheel.platform
         }
         compiled.setdefault(wheel.project, set()).update(tags)
     if not compiled:
