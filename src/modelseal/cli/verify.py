@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from modelseal.cli.passthrough import split_passthrough
 from modelseal.errors import EXIT_OK, ModelsealError, SpecError
 from modelseal.format.canonical import canonical_json
 from modelseal.format.safe_extract import DEFAULT_LIMITS, Limits
@@ -26,9 +27,8 @@ from modelseal.verify.checks import (
     default_progress,
     verified_bundle,
 )
-from modelseal.cli.passthrough import split_passthrough
-from modelseal.verify.report import failure_json
 from modelseal.verify.policy import Policy
+from modelseal.verify.report import failure_json
 
 __all__ = ["run", "run_arguments", "split_passthrough", "verify", "verify_arguments"]
 

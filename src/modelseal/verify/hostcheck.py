@@ -24,8 +24,8 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Iterable, Sequence
-from typing import IO
 from dataclasses import dataclass
+from typing import IO
 
 from modelseal.errors import RuntimeCheckError
 
