@@ -23,7 +23,7 @@ from modelseal.cli.main import build_parser, main
 from modelseal.format.canonical import canonical_json
 from modelseal.keys.core import PublicKey, load_file_signer
 
-SRC = str(Path(__import__("modelseal").__file__).parent.parent)
+SRC = str(Path(__import__("modelseal").__path__[0]).resolve().parent)
 
 
 @pytest.fixture(scope="module")

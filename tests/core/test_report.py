@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from core.signing_fixtures import Keys, flip_byte, make_keys
