@@ -193,6 +193,16 @@ COMMANDS: tuple[Command, ...] = (
         "after `--` (e.g. `-- predict`); nothing runs when verification fails.",
     ),
     Command(
+        "extract",
+        "verify a bundle tar, then write out exactly the verified files (the safe `tar xf`)",
+        "verify:extract",
+        "verify:extract_arguments",
+        "Verify BUNDLE.tar as `modelseal verify` does, then write the verified bytes to "
+        "DIR/<name>-<version> (which must not exist). Nothing is written when verification "
+        "fails. Use this instead of `tar xf`: tar readers differ, and only this one is the "
+        "reader that was verified.",
+    ),
+    Command(
         "record",
         "record a signed in-toto link for a step run outside the build",
         "signing:record",
