@@ -26,6 +26,9 @@ class ModelsealError(Exception):
     """A failure with a place, a reason and a remedy; `exit_code` is what the process returns."""
 
     exit_code: ClassVar[int] = EXIT_FAILURE
+    # Whether `what` already names both sides (`size expected 3 found 4`, which model.pex prints
+    # as is): then the message does not repeat them.
+    sides_in_what: ClassVar[bool] = False
 
     def __init__(
         self, *, what: str, where: str, remedy: str, expected: str = "", found: str = ""
@@ -39,10 +42,11 @@ class ModelsealError(Exception):
         self.remedy = remedy
         self.expected = expected
         self.found = found
+        self.sides_shown = self.sides_in_what
 
     def __str__(self) -> str:
         what = self.what
-        if self.expected or self.found:
+        if (self.expected or self.found) and not self.sides_shown:
             what += f": expected {self.expected or '(nothing)'}, found {self.found or '(nothing)'}"
         message = f"{self.where}: {what}."
         if self.remedy:
@@ -62,13 +66,7 @@ class IntegrityError(ModelsealError):
     are the two sides for verify's JSON report (the message already says them)."""
 
     exit_code: ClassVar[int] = EXIT_INTEGRITY
-
-    def __init__(
-        self, *, what: str, where: str, remedy: str, expected: str = "", found: str = ""
-    ) -> None:
-        super().__init__(what=what, where=where, remedy=remedy)
-        self.expected = expected
-        self.found = found
+    sides_in_what: ClassVar[bool] = True
 
 
 class KeyError_(ModelsealError):  # the builtin KeyError is a different thing.
@@ -111,13 +109,15 @@ class VerificationError(ModelsealError):
         failure so its exit code says which check failed, not which module noticed."""
         if isinstance(error, cls):
             return error
-        return cls(
+        result = cls(
             what=error.what,
             where=error.where,
             remedy=error.remedy,
             expected=error.expected,
             found=error.found,
         )
+        result.sides_shown = error.sides_shown
+        return result
 
 
 class ArchiveError(VerificationError):

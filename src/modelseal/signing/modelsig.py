@@ -370,7 +370,8 @@ def verify_bundle_signature(
             )
         if actual[path] != signed[path]:
             raise IntegrityError(
-                what="sha256 differs from the one model.sig signs",
+                what=f"sha256 differs from the one model.sig signs: expected {signed[path]}, "
+                f"found {actual[path]}",
                 where=path,
                 remedy=CHANGED_REMEDY,
                 expected=signed[path],
