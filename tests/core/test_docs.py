@@ -29,7 +29,6 @@ from pathlib import Path
 import pytest
 
 import modelseal.cli.main  # noqa: F401  (the tool in this test's sandbox)
-
 from core.signing_fixtures import Keys, make_keys
 from core.verify_fixtures import make_signed_bundle, tar_of
 
