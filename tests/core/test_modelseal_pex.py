@@ -18,7 +18,7 @@ MODELSEAL_PEX = Path("modelseal.pex")
 @pytest.mark.parametrize("minor", SUPPORTED_MINORS, ids=lambda m: f"cpython3.{m}")
 def test_modelseal_pex_runs_on(minor: int) -> None:
     python = find_python(minor)
-    assert python, f"CPython 3.{minor} is not installed: install it (e.g. `pyenv install 3.{minor}`)"
+    assert python, f"CPython 3.{minor} is missing: install it (e.g. `pyenv install 3.{minor}`)"
     assert MODELSEAL_PEX.is_file()
     version = subprocess.run(
         [python, str(MODELSEAL_PEX), "--version"], capture_output=True, text=True

@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from e2e.repo import shared_cache
 
 TINY_BUILD = '''\

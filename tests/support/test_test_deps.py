@@ -19,7 +19,7 @@ BASICS = ("id", "head", "dpkg-query")
 def tools() -> list[tuple[str, str]]:
     """(command, Debian package) of each line of the script's TEST_TOOLS list."""
     listed = subprocess.run(
-        ["bash", "-c", 'source "$0"; printf "%s\\n" "${TEST_TOOLS[@]}"', str(SCRIPT)],
+        ["bash", "-c", 'source "$1"; printf "%s\\n" "${TEST_TOOLS[@]}"', "bash", str(SCRIPT)],
         check=True, capture_output=True, text=True,
     ).stdout
     return [(line.split()[0], line.split()[1]) for line in listed.splitlines()]
@@ -49,7 +49,7 @@ def test_every_tool_is_present_and_its_version_exported() -> None:
 
 def test_each_tool_gets_a_variable_the_tests_can_list() -> None:
     exported = subprocess.run(
-        ["bash", "-c", 'source "$0" && test_deps && env', str(SCRIPT)],
+        ["bash", "-c", 'source "$1" && test_deps && env', "bash", str(SCRIPT)],
         check=True, capture_output=True, text=True,
     ).stdout
     variables = dict(line.split("=", 1) for line in exported.splitlines() if "=" in line)
