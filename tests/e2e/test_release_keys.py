@@ -14,12 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e.audit import add_trained_model
 from e2e.repo import Builds, clone, reference_tools, run_pants, shared_cache
 
 from core.reference import softhsm2_module, softhsm2_or_fail
 
 PASSPHRASE = "e2e-passphrase-Kq7ZtW"
 PIN = "e2e-token-pin-8831"
+# The smallest model with every step a release build signs (train, package, sign): the tests are
+# about keys, not about a model's dependencies (e2e/audit.py).
+MODEL = "examples/trained:model"
+BUNDLE = "trained-0.1.0"
 HANDLER = "def load(weights_dir):\n    return 2\n\n\ndef predict(model, inputs):\n    return 1\n"
 
 
@@ -90,6 +95,7 @@ def keyfiles(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> KeyFil
 
     passphrase = f"?passphrase-file={keys / 'passphrase'}"
     repo = clone(root / "repo")
+    assert add_trained_model(repo) == MODEL
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(root / "home"),
@@ -142,13 +148,13 @@ def test_release_build_verifies_and_leaks_no_secret(release: Release, tmp_path: 
     store = tmp_path / "store"
     built = run_pants(
         release.repo, "-ldebug", f"--local-store-dir={store}", "package",
-        "examples/sentiment:model", env=release.env,
+        MODEL, env=release.env,
     )
     assert built.returncode == 0, built.stderr[-5000:]
-    bundle_tar = release.repo / "dist/examples.sentiment/model/sentiment-0.3.0.tar"
+    bundle_tar = release.repo / f"dist/examples.trained/model/{BUNDLE}.tar"
     with tarfile.open(bundle_tar) as tar:
         tar.extractall(tmp_path / "unpacked")
-    bundle = tmp_path / "unpacked" / "sentiment-0.3.0"
+    bundle = tmp_path / "unpacked" / BUNDLE
     assert '"trust":"release"' in (bundle / "manifest.json").read_text()
 
     tools = reference_tools()
@@ -185,11 +191,11 @@ def test_wrong_passphrase_names_the_key_and_writes_nothing(release: Release) -> 
            "PANTS_MODELSEAL_PACKAGE_KEY": f"file:{release.keys / 'package.pem'}"
                                           f"?passphrase-file={release.keys / 'pin'}"}
     shutil.rmtree(release.repo / "dist", ignore_errors=True)
-    failed = run_pants(release.repo, "package", "examples/sentiment:model", env=env)
+    failed = run_pants(release.repo, "package", MODEL, env=env)
     assert failed.returncode != 0
     assert "package.pem" in failed.stderr and "passphrase" in failed.stderr
     assert PASSPHRASE not in failed.stderr and PIN not in failed.stderr
-    assert not (release.repo / "dist" / "examples.sentiment").exists()
+    assert not (release.repo / "dist" / "examples.trained").exists()
 
 
 @pytest.mark.parametrize(
@@ -209,11 +215,11 @@ def test_token_errors_name_the_key_and_write_nothing(
     env = {**release.env, "RELEASE_KEY_REF": reference.format(
         module=softhsm2_module(), pin=release.keys / "pin", wrong=release.keys / "wrong-pin")}
     shutil.rmtree(release.repo / "dist", ignore_errors=True)
-    failed = run_pants(release.repo, "package", "examples/sentiment:model", env=env)
+    failed = run_pants(release.repo, "package", MODEL, env=env)
     assert failed.returncode != 0
     assert expected in failed.stderr
     assert PIN not in failed.stderr
-    assert not (release.repo / "dist" / "examples.sentiment").exists()
+    assert not (release.repo / "dist" / "examples.trained").exists()
 
 
 def write_imported_model(builds: Builds, release: Release, trainer: Path, weight: bytes) -> str:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.audit import add_trained_model
 from e2e.repo import clone, run_pants, tree_digests
 from e2e.test_release_keys import (  # noqa: F401 (fixtures, for this module)
     KeyFiles,
@@ -133,7 +132,7 @@ def remote(
     root = tmp_path_factory.mktemp("remote")
     # The compared builds sign with passphrase-protected file keys only: deterministic ECDSA gives
     # the same signatures, so the archive (which holds them) is the same action in both builds.
-    assert add_trained_model(keyfiles.repo) == TARGET
+    assert (keyfiles.repo / "examples/trained/BUILD").is_file()  # keyfiles adds it
     first_store = root / "store-1"
     started = time.monotonic()
     # -ldebug: the manifest, archive and signing processes log at debug level.
