@@ -176,6 +176,27 @@ async def write_layout(request: LayoutRequest, subsystem: ModelsealSubsystem) ->
     return Layout(layout.output_digest)
 
 
+async def _record_link(
+    step: SigningStepRequest, command: RecordLink, materials: Digest
+) -> Digest:
+    """Runs `modelseal link` on the bundle, its known digests and the step's materials: the
+    link goes to provenance/."""
+    bundle = step.bundle
+    inputs = await Get(
+        Digest,
+        MergeDigests([materials, bundle.bundle, bundle.known_digests, step.publics.digest]),
+    )
+    result = await Get(
+        ProcessResult,
+        key_invocation(
+            step.keys, command, inputs,
+            f"Recording the {command.step} link for {bundle.address}",
+            output_directories=("provenance",),
+        ),
+    )
+    return result.output_digest
+
+
 @dataclass(frozen=True)
 class TrainLinkRequest:
     step: SigningStepRequest
@@ -190,30 +211,18 @@ class TrainLink:
 
 @rule(desc="Recording the train link", level=LogLevel.DEBUG)
 async def record_train_link(request: TrainLinkRequest) -> TrainLink:
-    bundle, keys, publics = request.step.bundle, request.step.keys, request.step.publics
+    bundle, keys = request.step.bundle, request.step.keys
     if bundle.imported_train_link is not None:
         return TrainLink(bundle.imported_train_link)
     if bundle.train_inputs is None:
         return TrainLink(EMPTY_DIGEST)
-    inputs = await Get(
-        Digest,
-        MergeDigests([bundle.train_inputs, bundle.bundle, bundle.known_digests, publics.digest]),
+    command = RecordLink(
+        step="train", key=keys["train"], out="provenance",
+        environment="environment.json", known_digests=KNOWN_DIGESTS_PATH,
+        materials=bundle.train_materials,
+        products=("metrics.json", *bundle.train_products),
     )
-    train = await Get(
-        ProcessResult,
-        key_invocation(
-            keys,
-            RecordLink(
-                step="train", key=keys["train"], out="provenance",
-                environment="environment.json", known_digests=KNOWN_DIGESTS_PATH,
-                materials=bundle.train_materials,
-                products=("metrics.json", *bundle.train_products),
-            ),
-            inputs, f"Recording the train link for {bundle.address}",
-            output_directories=("provenance",),
-        ),
-    )
-    return TrainLink(train.output_digest)
+    return TrainLink(await _record_link(request.step, command, bundle.train_inputs))
 
 
 @dataclass(frozen=True)
@@ -230,28 +239,14 @@ class PackageLink:
 
 @rule(desc="Recording the package link", level=LogLevel.DEBUG)
 async def record_package_link(request: PackageLinkRequest) -> PackageLink:
-    bundle, keys, publics = request.step.bundle, request.step.keys, request.step.publics
-    inputs = await Get(
-        Digest,
-        MergeDigests(
-            [bundle.bundle, bundle.package_materials, bundle.known_digests, publics.digest]
-        ),
+    bundle, keys = request.step.bundle, request.step.keys
+    command = RecordLink(
+        step="package", key=keys["package"], out="provenance",
+        known_digests=KNOWN_DIGESTS_PATH,
+        materials=("weights", *bundle.package_material_paths),
+        products=("manifest.json", "model.pex", "weights"),
     )
-    package = await Get(
-        ProcessResult,
-        key_invocation(
-            keys,
-            RecordLink(
-                step="package", key=keys["package"], out="provenance",
-                known_digests=KNOWN_DIGESTS_PATH,
-                materials=("weights", *bundle.package_material_paths),
-                products=("manifest.json", "model.pex", "weights"),
-            ),
-            inputs, f"Recording the package link for {bundle.address}",
-            output_directories=("provenance",),
-        ),
-    )
-    return PackageLink(package.output_digest)
+    return PackageLink(await _record_link(request.step, command, bundle.package_materials))
 
 
 @dataclass(frozen=True)

@@ -284,6 +284,7 @@ ALLOWED = {
     "modelseal.embedded.runtime",
     "modelseal.format",
     "modelseal.format.manifest",
+    "modelseal.format.fields",
     "modelseal.format.canonical",
     "modelseal.format.digests",
     "modelseal.format.tree",

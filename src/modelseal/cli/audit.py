@@ -32,7 +32,7 @@ from modelseal.audit.rebuild import (
 )
 from modelseal.errors import EXIT_FAILURE, EXIT_OK, SpecError
 from modelseal.format.atomic import write_atomic
-from modelseal.format.canonical import canonical_json
+from modelseal.format.canonical import TIMESTAMP_FORMAT, canonical_json
 from modelseal.format.digests import sha256_file
 from modelseal.format.safe_extract import scan_tar
 from modelseal.keys.core import REFERENCE_HELP, generate_private_key, write_key_pair
@@ -156,7 +156,7 @@ def rebuild(args: argparse.Namespace) -> int:
             compared=comparison.compared,
             not_compared=comparison.not_compared,
             time_verified=datetime.datetime.now(datetime.timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%SZ"),
+                TIMESTAMP_FORMAT),
         )
         with load_signer(key) as signer:
             envelope = sign_statement(statement(reproduction, signer.key_id), signer)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from modelseal.cli.args import KNOWN_DIGESTS_HELP, artifacts, read_known_digests
 from modelseal.errors import EXIT_OK, SigningError, SpecError
 from modelseal.format.atomic import write_atomic
+from modelseal.format.canonical import TIMESTAMP_FORMAT
 
 if TYPE_CHECKING:
     from modelseal.keys.core import Signer
@@ -58,7 +59,7 @@ def _read(path: str) -> bytes:
 
 def _expires(text: str) -> dt.datetime:
     try:
-        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=dt.timezone.utc)
     except ValueError:
         raise SpecError(
             what=f"{text!r} is not a UTC time",

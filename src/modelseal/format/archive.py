@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from modelseal.errors import SpecError
 from modelseal.format.atomic import atomic_output
+from modelseal.format.canonical import MAX_DOCUMENT_SIZE
 from modelseal.format.manifest import PEX_PATH, bundle_path_problem
 from modelseal.format.safe_extract import read_members
 from modelseal.format.tree import Entry, walk
@@ -29,7 +30,7 @@ DIR_MODE = 0o755
 EXECUTABLE_MODE = 0o755
 FILE_MODE = 0o644
 # What `read_tar_members` reads into memory (a manifest), at most.
-MAX_READ_SIZE = 16 * 1024 * 1024
+MAX_READ_SIZE = MAX_DOCUMENT_SIZE
 
 
 

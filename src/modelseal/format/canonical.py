@@ -16,7 +16,13 @@ from __future__ import annotations
 import json
 import math
 
-__all__ = ["canonical_json", "join_path", "load_json"]
+__all__ = ["MAX_DOCUMENT_SIZE", "TIMESTAMP_FORMAT", "canonical_json", "join_path", "load_json"]
+
+# The one timestamp format of the documents modelseal writes and reads: UTC, whole seconds.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# The most bytes read from any one document (manifest, policy, PEX-INFO, a tar member read into
+# memory): 16 MiB, far above any real one, far below what could exhaust a host.
+MAX_DOCUMENT_SIZE = 16 * 1024 * 1024
 
 
 def join_path(parent: str, key: str | int) -> str:
