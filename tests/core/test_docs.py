@@ -55,6 +55,10 @@ def blocks(page: str) -> list[Block]:
             continue
         before = text[: match.start()].rstrip("\n").splitlines()
         mark = MARK.search(before[-1]) if before else None
+        if mark is None:
+            # The README opens with its two commands, so their mark may follow the block instead.
+            after = text[match.end() :].lstrip("\n").splitlines()
+            mark = MARK.search(after[0]) if after else None
         line = text.count("\n", 0, match.start()) + 1
         code = textwrap.dedent(match.group(3))  # fences indented in list items
         found.append(Block(page, line, code, mark.group("reason") if mark else None))
