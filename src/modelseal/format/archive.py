@@ -22,6 +22,7 @@ from modelseal.format.atomic import atomic_output
 from modelseal.format.canonical import MAX_DOCUMENT_SIZE
 from modelseal.format.manifest import PEX_PATH, bundle_path_problem
 from modelseal.format.safe_extract import read_members
+from modelseal.format.tarstream import header_info
 from modelseal.format.tree import Entry, walk
 
 __all__ = ["TarListing", "read_tar_members", "write_tar"]
@@ -31,18 +32,6 @@ EXECUTABLE_MODE = 0o755
 FILE_MODE = 0o644
 # What `read_tar_members` reads into memory (a manifest), at most.
 MAX_READ_SIZE = MAX_DOCUMENT_SIZE
-
-
-
-def _header(name: str, *, is_dir: bool, size: int, mode: int, mtime: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
-    info.size = size
-    info.mode = mode
-    info.mtime = mtime
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
 
 
 def _check_top(top: str) -> None:
@@ -91,16 +80,16 @@ def write_tar(
         with tarfile.open(
             fileobj=raw, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8"
         ) as tar:
-            tar.addfile(_header(top, is_dir=True, size=0, mode=DIR_MODE, mtime=mtime))
+            tar.addfile(header_info(top, is_dir=True, size=0, mode=DIR_MODE, mtime=mtime))
             for entry in entries:
                 name = f"{top}/{entry.path}"
                 if entry.is_dir:
-                    tar.addfile(_header(name, is_dir=True, size=0, mode=DIR_MODE, mtime=mtime))
+                    tar.addfile(header_info(name, is_dir=True, size=0, mode=DIR_MODE, mtime=mtime))
                     continue
                 mode = EXECUTABLE_MODE if entry.path in executables else FILE_MODE
                 with open(os.path.join(root, *entry.path.split("/")), "rb") as content:
                     size = os.fstat(content.fileno()).st_size
-                    header = _header(name, is_dir=False, size=size, mode=mode, mtime=mtime)
+                    header = header_info(name, is_dir=False, size=size, mode=mode, mtime=mtime)
                     tar.addfile(header, content)  # Streamed in blocks, never read whole.
 
 

@@ -126,8 +126,9 @@ def _header_values(block: bytes, archive: str, where: str) -> tuple[bytes, bytes
     return name, kind, size, mode, mtime
 
 
-def _reference(name: str, is_dir: bool, size: int, mode: int, mtime: int) -> bytes:
-    """The header bytes the writer emits for this member (modelseal.format.archive._header)."""
+def header_info(name: str, *, is_dir: bool, size: int, mode: int, mtime: int) -> tarfile.TarInfo:
+    """The one header a bundle member has: the writer (modelseal.format.archive) emits it and the
+    reader accepts nothing else. Every field that is not content is fixed."""
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
     info.size = size
@@ -135,6 +136,12 @@ def _reference(name: str, is_dir: bool, size: int, mode: int, mtime: int) -> byt
     info.mtime = mtime
     info.uid = info.gid = 0
     info.uname = info.gname = ""
+    return info
+
+
+def _reference(name: str, is_dir: bool, size: int, mode: int, mtime: int) -> bytes:
+    """The header bytes the writer emits for this member."""
+    info = header_info(name, is_dir=is_dir, size=size, mode=mode, mtime=mtime)
     return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "strict")
 
 
