@@ -164,8 +164,7 @@ def test_inspect_dates_and_platforms(
     ).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert f"source date  {iso} ({epoch})" in out
     assert (
-        "platforms    cp311-cp311-manylinux2014_x86_64, cp311-cp311-manylinux_2_17_x86_64 "
-        "(from the PEX's wheels)" in out
+        "platforms    cp311 manylinux_2_17_x86_64 (from the PEX's wheels)" in out
     )
 
 
@@ -176,8 +175,21 @@ def test_environments_from_wheels() -> None:
         "a-1-cp312-cp312-manylinux_2_17_x86_64.whl",
         "b-1-cp311-cp311-manylinux_2_17_x86_64.whl",
     ]
-    assert environments_from_wheels(both) == ["cp311-cp311-manylinux_2_17_x86_64"]
+    assert environments_from_wheels(both) == ["cp311 manylinux_2_17_x86_64"]
     assert environments_from_wheels([*both, "c-1-cp312-cp312-win_amd64.whl"]) == []
+    # iris' PEX: manylinux_2_27/2_28 wheels beside an abi3 manylinux2014 one share glibc 2.27+.
+    iris = [
+        "numpy-2.4.6-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+        "scipy-1.17.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+        "wcwidth-0.9.4-cp310-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+        "skops-0.16.0-py3-none-any.whl",
+    ]
+    assert environments_from_wheels(iris) == ["cp311 manylinux_2_27_x86_64"]
+    universal = [
+        "c-1-cp312-abi3-macosx_10_9_universal2.whl",
+        "d-1-cp313-cp313-macosx_11_0_arm64.whl",
+    ]
+    assert environments_from_wheels(universal) == ["cp313 macosx_11_0_arm64"]
 
 
 def test_the_documented_example_is_a_valid_report(schema: dict[str, Any]) -> None:

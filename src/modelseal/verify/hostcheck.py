@@ -273,32 +273,67 @@ def read_pex_info(pex_path: str | IO[bytes], where: str) -> PexInfo | None:
 
 
 def environments_from_wheels(wheels: Sequence[str]) -> list[str]:
-    """The environments a PEX's wheels let it run in, as `python-abi-platform` tags every
-    compiled distribution has a wheel for; ["any"] when every wheel is pure Python (the
-    interpreter constraints then decide alone), [] when the compiled wheels share no tag.
-    `modelseal inspect` shows this instead of the manifest's declared platforms, which are empty
-    for a model that does not cross-build. Tags are expanded (`cp311.cp312-...` and
-    `manylinux_2_17_x86_64.manylinux2014_x86_64` are sets) but not ordered by compatibility: a
-    host that loads a newer manylinux may still count. One function, so that a finer model of
-    environments from wheels can replace it."""
-    compiled: dict[str, set[str]] = {}
+    """The environments a PEX's wheels let it run in, as `cp3N PLATFORM` for every platform
+    (C library or OS family and architecture, at the newest minimum version any wheel needs) and
+    interpreter for which every compiled distribution has a wheel; ["any"] when every wheel is
+    pure Python (the interpreter constraints then decide alone), [] when the compiled wheels share
+    no environment. A wheel's several platform tags are alternatives, so its oldest one counts;
+    `abi3` wheels serve their CPython and every later one. `modelseal inspect` shows this instead
+    of the manifest's declared platforms. One function, so that a finer model can replace it."""
+    by_project: dict[str, dict[tuple[str, str], tuple[tuple[int, int], set[int]]]] = {}
     for name in wheels:
         wheel = _parse_wheel(name)
-        if wheel is None:
+        if wheel is None or (wheel.platform == ("any",) and set(wheel.abi) <= {"none"}):
             continue
-        if wheel.platform == ("any",) and set(wheel.abi) <= {"none"}:
-            continue
-        tags = {
-            f"{py}-{abi}-{plat}"
-            for py in wheel.python
-            for abi in wheel.abi
-            for plat in wheel.platform
-        }
-        compiled.setdefault(wheel.project, set()).update(tags)
-    if not compiled:
+        minors = _minors(wheel)
+        found = by_project.setdefault(wheel.project, {})
+        for tag in wheel.platform:
+            for family, arch, version in _platforms(tag):
+                old_version, old_minors = found.get((family, arch), (version, set()))
+                found[(family, arch)] = (min(old_version, version), old_minors | minors)
+    needs = list(by_project.values())
+    if not needs:
         return ["any"]
-    common = set.intersection(*compiled.values())
-    return sorted(common)
+    result: list[str] = []
+    for key in sorted(set.intersection(*(set(need) for need in needs))):
+        version = max(need[key][0] for need in needs)
+        minors = set.intersection(*(need[key][1] for need in needs))
+        family, arch = key
+        platform = f"{family}_{version[0]}_{version[1]}_{arch}" if arch else family
+        result.extend(f"cp3{minor} {platform}" for minor in sorted(minors))
+    return result
+
+
+_MAX_MINOR = 13  # the newest CPython 3 modelseal runs on: abi3 wheels count up to it
+_VERSIONED = re.compile(r"(manylinux|musllinux|macosx)_(\d+)_(\d+)_(\w+)")
+_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+def _platforms(tag: str) -> list[tuple[str, str, tuple[int, int]]]:
+    """(family, architecture, minimum version) a platform tag stands for."""
+    match = _VERSIONED.fullmatch(tag)
+    if match:
+        family, major, minor, arch = match.groups()
+        arches = ("arm64", "x86_64") if arch == "universal2" else (arch,)
+        return [(family, a, (int(major), int(minor))) for a in arches]
+    for legacy, version in _LEGACY_MANYLINUX.items():
+        if tag.startswith(legacy + "_"):
+            return [("manylinux", tag[len(legacy) + 1 :], version)]
+    return [(tag, "", (0, 0))]  # linux_x86_64, win_amd64, ...: no version to compare
+
+
+def _minors(wheel: _Wheel) -> set[int]:
+    """The CPython 3 minor versions a wheel loads on."""
+    minors: set[int] = set()
+    for python in wheel.python:
+        match = re.fullmatch(r"cp3(\d+)", python)
+        if match is None:
+            if python in ("py3", "py30"):
+                minors |= set(range(0, _MAX_MINOR + 1))
+            continue
+        first = int(match.group(1))
+        minors |= set(range(first, _MAX_MINOR + 1)) if "abi3" in wheel.abi else {first}
+    return minors
 
 
 @dataclass(frozen=True)
