@@ -83,7 +83,7 @@ def _find_slot(library: Any, reference: Pkcs11Reference) -> tuple[Any, str]:
             if token.flags & TokenFlag.TOKEN_INITIALIZED
         ]
     except p11e.PKCS11Error as e:
-        raise fail(f"C_GetSlotList failed: {rv_name(e)}", shown, "check the token's module")
+        raise fail(f"C_GetSlotList failed: {rv_name(e)}", shown, "check the module") from None
     matching = []
     for slot, token in tokens:
         fields = {"label": token.label, "manufacturer": token.manufacturer_id, "model": token.model}
