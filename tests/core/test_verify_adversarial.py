@@ -29,7 +29,7 @@ from modelseal.cli import main as cli_main
 from modelseal.errors import EXIT_ARCHIVE, EXIT_SIGNATURE, EXIT_SPEC
 from modelseal.keys.core import PublicKey
 from modelseal.keys.reference import load_signer
-from modelseal.signing.modelsig import sign_bundle
+from modelseal.signing.release import sign_release
 from modelseal.verify.checks import VerifyOptions, verified_bundle
 
 MAX_SECONDS = 10.0
@@ -181,7 +181,7 @@ def test_model_sig_by_a_key_the_layout_does_not_name(
 ) -> None:
     bundle = make_signed_bundle(str(tmp_path / "b"), keys)
     foreign = load_signer("file:" + write_ec_key(str(tmp_path / "foreign.pem")))
-    sign_bundle(bundle, foreign)  # Re-sign every file, valid in itself.
+    sign_release(bundle, foreign)  # Re-sign every file, valid in itself.
     foreign_pub = tmp_path / "foreign.pub"
     foreign_pub.write_bytes(foreign.public_key_pem)
     extra = ["--release-key", str(foreign_pub)] if pin else []
