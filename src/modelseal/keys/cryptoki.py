@@ -1,7 +1,8 @@
 """The PKCS#11 module and its logged-in sessions, through `python-pkcs11` (the Cryptoki binding).
 
-`python-pkcs11` is imported here and nowhere else, and this module only on the `pkcs11:` path
-(`modelseal.keys.reference` imports the signer lazily): a file key never loads the binding.
+`python-pkcs11` is imported by this module and `modelseal.keys.pkcs11` only, and those only on
+the `pkcs11:` path (`modelseal.keys.reference` imports the signer lazily): a file key never loads
+the binding.
 
 Two things the binding leaves to its caller, done here:
 
