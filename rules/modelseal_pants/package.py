@@ -314,7 +314,7 @@ async def package_model_artifact(fs: ModelArtifactFieldSet, python: PythonSetup)
             roots,
             output_filename="model.pex",
             internal_only=False,
-            main=EntryPoint("modelseal.runtime", "main"),
+            main=EntryPoint("modelseal.embedded.runtime", "main"),
             platforms=PexPlatforms.create_from_platforms_field(fs.platforms),
             complete_platforms=complete_platforms,
             additional_sources=runtime.digest,

@@ -3,7 +3,7 @@ compare the bundles, for CI.
 
 Pants cannot run one rule's processes twice within a run, cache off, nor build in two workspaces
 at once; so the goal hands the work to `modelseal reproduce`, which copies the working tree twice
-and runs each copy's own `./pants package` with no cache (modelseal.rebuild). The goal is the
+and runs each copy's own `./pants package` with no cache (modelseal.audit.rebuild). The goal is the
 front door: it picks the targets, builds the tool, and runs it in the foreground so its progress
 shows.
 """

@@ -90,19 +90,22 @@ class ModelsealSubsystem(Subsystem):
         advanced=True,
         help=softwrap(
             """
-            The python_sources of the modelseal tool (`modelseal.cli:main`), which the package
+            The python_sources of the modelseal tool (`modelseal.cli.main:main`), which the package
             rule builds into a PEX and runs in the sandbox to write manifests and archives.
             """
         ),
     )
     runtime = StrListOption(
-        default=["//src/modelseal/runtime.py:lib", "//src/modelseal/training.py:lib"],
+        default=[
+            "//src/modelseal/embedded/runtime.py:lib",
+            "//src/modelseal/embedded/training.py:lib",
+        ],
         advanced=True,
         help=softwrap(
             """
-            The stdlib-only modules that model PEXes start in: `modelseal.runtime` (every
+            The stdlib-only modules that model PEXes start in: `modelseal.embedded.runtime` (every
             `model.pex`: reads the manifest beside the PEX, checks the weights' digests, calls
-            the handler) and `modelseal.training` (the PEX a `model_training` target runs).
+            the handler) and `modelseal.embedded.training` (the PEX a `model_training` target runs).
             Their sources are added to those PEXes whatever the model's resolve.
             """
         ),

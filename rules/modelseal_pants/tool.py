@@ -38,7 +38,8 @@ class RuntimeSourcesRequest:
 
 @dataclass(frozen=True)
 class RuntimeSources:
-    """`modelseal.runtime`, `modelseal.training` and the stdlib-only modules they import, with
+    """`modelseal.embedded.runtime`, `modelseal.embedded.training` and the stdlib-only modules they
+    import, with
     source roots stripped."""
 
     digest: Digest
@@ -61,7 +62,7 @@ async def build_modelseal_tool(
             addresses,
             output_filename="modelseal-tool.pex",
             internal_only=True,
-            main=EntryPoint("modelseal.cli", "main"),
+            main=EntryPoint("modelseal.cli.main", "main"),
         ),
     )
     return ModelsealTool(await Get(VenvPex, PexRequest, request))

@@ -114,7 +114,7 @@ async def train_model(request: TrainModelRequest) -> TrainedModel:
             roots,
             output_filename="train.pex",
             internal_only=True,
-            main=EntryPoint("modelseal.training", "main"),
+            main=EntryPoint("modelseal.embedded.training", "main"),
             additional_sources=runtime.digest,
         ),
     )

@@ -2,6 +2,6 @@
 
 import sys
 
-from modelseal.cli import main
+from modelseal.cli.main import main
 
 sys.exit(main())

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modelseal import __version__
-from modelseal.canonical import canonical_json
+from modelseal.format.canonical import canonical_json
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 LOCK_SHA256 = "1" * 64

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from modelseal.atomic import write_atomic
-from modelseal.keys import FileSigner, Signer, load_signer
-from modelseal.modelsig import bundle_digests
-from modelseal.provenance import LAYOUT_PATH, create_layout, write_link
-from modelseal.release import sign_release
+from modelseal.format.atomic import write_atomic
+from modelseal.keys.core import FileSigner, Signer
+from modelseal.keys.reference import load_signer
+from modelseal.signing.modelsig import bundle_digests
+from modelseal.signing.provenance import LAYOUT_PATH, create_layout, write_link
+from modelseal.signing.release import sign_release
 
 EXPIRES = dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)
 ROLES = ("owner", "trainer", "builder", "release")

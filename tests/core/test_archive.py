@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 
 import modelseal
 from core.interpreters import SUPPORTED_MINORS, find_python
-from modelseal.archive import TarMember, read_tar_members, write_tar
-from modelseal.errors import SpecError
-from modelseal.failures import ArchiveError
+from modelseal.errors import ArchiveError, SpecError
+from modelseal.format.archive import TarMember, read_tar_members, write_tar
 
 MTIME = 1700000000
 FILES = {
@@ -261,7 +260,7 @@ def test_same_bytes_on_every_interpreter(tmp_path: Path) -> None:
     bundle = _make(tmp_path / "iris-1.0.0", {**FILES, "weights/" + "l" * 120: b"long"})
     source_root = str(Path(modelseal.__file__).parent.parent)
     script = (
-        "import sys; from modelseal.archive import write_tar; "
+        "import sys; from modelseal.format.archive import write_tar; "
         "write_tar(sys.argv[1], sys.argv[2], top='iris-1.0.0', mtime=1700000000)"
     )
     digests = {}
@@ -370,7 +369,8 @@ def test_read_refuses_unsafe_archives(
     path = _tar(tmp_path / "x.tar", *members)
     with pytest.raises(ArchiveError) as raised:
         read_tar_members(path)
-    # The same refusal as `modelseal verify`'s (modelseal.safe_extract): one reader, one answer.
+    # The same refusal as `modelseal verify`'s (modelseal.format.safe_extract): one reader, one
+    # answer.
     assert raised.value.exit_code == 10
     assert raised.value.where == f"{path}: {name}"
     assert what in raised.value.what

@@ -12,10 +12,10 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
 from core.signing_fixtures import write_ec_key
-from modelseal.attestation import Reproduction, open_statement, sign_statement, statement
-from modelseal.canonical import canonical_json
 from modelseal.errors import SigningError
-from modelseal.keys import load_signer
+from modelseal.format.canonical import canonical_json
+from modelseal.keys.reference import load_signer
+from modelseal.signing.attestation import Reproduction, open_statement, sign_statement, statement
 
 REPRODUCTION = Reproduction(
     artifact_name="tiny-0.1.0.tar",

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from core.bundles import write_bundle
-from modelseal.archive import write_tar
-from modelseal.bundle import PresentFile, read_bundle, verify_files
 from modelseal.errors import IntegrityError, SpecError
-from modelseal.manifest import Manifest
+from modelseal.format.archive import write_tar
+from modelseal.format.bundle import PresentFile, read_bundle, verify_files
+from modelseal.format.manifest import Manifest
 
 FILES = {
     "model.pex": b"pex",

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from modelseal.canonical import canonical_json, load_json
+from modelseal.format.canonical import canonical_json, load_json
 
 
 def test_sorted_compact_utf8_with_newline() -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from core.bundles import manifest, spec, write_bundle
 from modelseal import __version__
-from modelseal.canonical import canonical_json
-from modelseal.cli import COMMANDS, EXIT_USAGE, main
+from modelseal.cli.main import COMMANDS, EXIT_USAGE, main
+from modelseal.format.canonical import canonical_json
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

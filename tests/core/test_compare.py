@@ -1,4 +1,4 @@
-"""modelseal.compare: what an audit counts as the same bundle, on real files and tars."""
+"""modelseal.audit.compare: what an audit counts as the same bundle, on real files and tars."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.bundles import write_bundle
-from modelseal.archive import write_tar
-from modelseal.canonical import canonical_json
-from modelseal.compare import (
+from modelseal.audit.compare import (
     Comparison,
     compare_opened,
     is_signature_bearing,
@@ -20,6 +18,8 @@ from modelseal.compare import (
     render,
 )
 from modelseal.errors import ModelsealError
+from modelseal.format.archive import write_tar
+from modelseal.format.canonical import canonical_json
 
 FILES = {"model.pex": b"PK pex bytes", "weights/model.bin": b"\x00" * 1000}
 

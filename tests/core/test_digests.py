@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from modelseal import digests
-from modelseal.digests import CHUNK_SIZE, check_files, sha256_file, sha256_files
 from modelseal.errors import IntegrityError
+from modelseal.format import digests
+from modelseal.format.digests import CHUNK_SIZE, check_files, sha256_file, sha256_files
 
 EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from core.signing_fixtures import Keys, flip_byte, make_bundle, make_keys
-from modelseal.cli import main
-from modelseal.digests import sha256_file
+from modelseal.cli.main import main
 from modelseal.errors import IntegrityError, SigningError
-from modelseal.modelsig import bundle_digests, verify_bundle_signature
-from modelseal.provenance import verify_provenance
-from modelseal.release import sign_release
-from modelseal.tree import walk
+from modelseal.format.digests import sha256_file
+from modelseal.format.tree import walk
+from modelseal.signing.modelsig import bundle_digests, verify_bundle_signature
+from modelseal.signing.provenance import verify_provenance
+from modelseal.signing.release import sign_release
 
 
 @pytest.fixture(scope="module")

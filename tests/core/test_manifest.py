@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from core.bundles import DATASET, manifest
 from modelseal import __version__
-from modelseal.canonical import canonical_json
 from modelseal.errors import SpecError
-from modelseal.manifest import FileEntry, Manifest, bundle_path_problem, describe
+from modelseal.format.canonical import canonical_json
+from modelseal.format.manifest import FileEntry, Manifest, bundle_path_problem, describe
 
 REMEDY = (
     "The manifest was not written by this version of modelseal or was changed afterwards: "

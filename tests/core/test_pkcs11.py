@@ -23,12 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from core.reference import reference_cli_or_skip, softhsm2_module
 from core.signing_fixtures import Keys, flip_byte, make_bundle, make_keys
-from modelseal.cli import main
+from modelseal.cli.main import main
 from modelseal.errors import KeyError_, SigningError
-from modelseal.keys import PublicKey, Signer, key_id_of, load_signer
-from modelseal.modelsig import verify_bundle_signature
-from modelseal.pkcs11 import FUNCTION_ORDER, MODULE_ENV, parse_reference
-from modelseal.provenance import LAYOUT_PATH, verify_provenance
+from modelseal.keys.core import PublicKey, Signer, key_id_of
+from modelseal.keys.pkcs11 import FUNCTION_ORDER, MODULE_ENV, parse_reference
+from modelseal.keys.reference import load_signer
+from modelseal.signing.modelsig import verify_bundle_signature
+from modelseal.signing.provenance import LAYOUT_PATH, verify_provenance
 
 TOKEN = "modelseal-test"
 PIN = "hsm-user-pin-5319"

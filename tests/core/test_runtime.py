@@ -16,7 +16,7 @@ import pytest
 import modelseal
 from core.bundles import write_bundle
 from core.interpreters import SUPPORTED_MINORS, find_python
-from modelseal import runtime
+from modelseal.embedded import runtime
 
 HANDLER = """
 import json
@@ -256,10 +256,12 @@ def test_no_command(bundle: Bundle, capsys: Any) -> None:
 
 ALLOWED = {
     "modelseal",
-    "modelseal.runtime",
-    "modelseal.manifest",
-    "modelseal.canonical",
-    "modelseal.digests",
+    "modelseal.embedded",
+    "modelseal.embedded.runtime",
+    "modelseal.format",
+    "modelseal.format.manifest",
+    "modelseal.format.canonical",
+    "modelseal.format.digests",
     "modelseal.errors",
 }
 
@@ -271,7 +273,7 @@ def _source_root() -> str:
 @pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names is new in 3.10")
 def test_runtime_imports_only_the_standard_library() -> None:
     probe = (
-        "import sys; before = set(sys.modules); import modelseal.runtime; "
+        "import sys; before = set(sys.modules); import modelseal.embedded.runtime; "
         "new = sorted(set(sys.modules) - before); "
         "print('\\n'.join(m for m in new if m.split('.')[0] not in sys.stdlib_module_names))"
     )
@@ -300,7 +302,7 @@ def test_predict_on(minor: int, bundle: Bundle) -> None:
         "PEX": str(bundle.pex),
         "LC_ALL": "C",
     }
-    script = "import sys; from modelseal.runtime import main; sys.exit(main())"
+    script = "import sys; from modelseal.embedded.runtime import main; sys.exit(main())"
     run = subprocess.run(
         [python, "-c", script, "predict"], input=b'{"x": [3]}', capture_output=True, env=env
     )

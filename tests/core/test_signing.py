@@ -15,11 +15,12 @@ import pytest
 
 from core.reference import reference_cli_or_skip
 from core.signing_fixtures import Keys, flip_byte, make_bundle, make_keys, write_ec_key
-from modelseal.cli import main
+from modelseal.cli.main import main
 from modelseal.errors import IntegrityError, KeyError_, ModelsealError, SigningError
-from modelseal.keys import KEY_TYPES, PublicKey, generate_private_key, load_signer, write_key_pair
-from modelseal.modelsig import sign_bundle, verify_bundle_signature
-from modelseal.provenance import (
+from modelseal.keys.core import KEY_TYPES, PublicKey, generate_private_key, write_key_pair
+from modelseal.keys.reference import load_signer
+from modelseal.signing.modelsig import sign_bundle, verify_bundle_signature
+from modelseal.signing.provenance import (
     LAYOUT_PATH,
     create_layout,
     load_revocations,

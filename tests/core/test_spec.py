@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 
 from core.bundles import manifest, spec
-from modelseal.canonical import canonical_json
 from modelseal.errors import SpecError
-from modelseal.spec import BundleSpec
+from modelseal.format.canonical import canonical_json
+from modelseal.format.spec import BundleSpec
 
 REMEDY = (
     ". The modelseal Pants rules write this file from the model_artifact target: "

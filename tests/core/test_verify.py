@@ -23,9 +23,8 @@ from core.verify_fixtures import (
     resign,
     tar_of,
 )
-from modelseal.canonical import canonical_json
-from modelseal.cli import main
-from modelseal.failures import (
+from modelseal.cli.main import main
+from modelseal.errors import (
     EXIT_ARCHIVE,
     EXIT_INTEGRITY_CHECK,
     EXIT_POLICY,
@@ -34,9 +33,10 @@ from modelseal.failures import (
     EXIT_SIGNATURE,
     EXIT_TRUST,
 )
-from modelseal.hostcheck import Host, check_wheels, matches_constraint
-from modelseal.keys import PublicKey
-from modelseal.provenance import LAYOUT_PATH, create_layout, revocations_bytes
+from modelseal.format.canonical import canonical_json
+from modelseal.keys.core import PublicKey
+from modelseal.signing.provenance import LAYOUT_PATH, create_layout, revocations_bytes
+from modelseal.verify.hostcheck import Host, check_wheels, matches_constraint
 
 HOST = Host("CPython", (3, 11, 7), "", "linux", "x86_64", (2, 35), None)
 

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from core.signing_fixtures import Keys, make_keys
 from core.verify_fixtures import make_signed_bundle, tar_of
 from modelseal.errors import ModelsealError
-from modelseal.manifest import Manifest
-from modelseal.policy import Policy
-from modelseal.safe_extract import extract_bundle
-from modelseal.verify import VerifyOptions, verified_bundle
+from modelseal.format.manifest import Manifest
+from modelseal.format.safe_extract import extract_bundle
+from modelseal.verify.checks import VerifyOptions, verified_bundle
+from modelseal.verify.policy import Policy
 
 FUZZ = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -13,11 +13,11 @@ from typing import Any
 
 from core.bundles import file_rows, manifest
 from core.signing_fixtures import EXPIRES, Keys, layout_and_sign
-from modelseal.canonical import canonical_json
-from modelseal.manifest import SIGNATURE_PATH
-from modelseal.modelsig import bundle_digests
-from modelseal.provenance import link_file_name, write_link
-from modelseal.release import sign_release
+from modelseal.format.canonical import canonical_json
+from modelseal.format.manifest import SIGNATURE_PATH
+from modelseal.signing.modelsig import bundle_digests
+from modelseal.signing.provenance import link_file_name, write_link
+from modelseal.signing.release import sign_release
 
 # The PEX's entry: echoes its arguments and stdin, and leaves a marker when $MARKER names one,
 # so a test can prove that it did, or did not, run.
@@ -97,7 +97,7 @@ def resign(bundle: str, keys: Keys) -> None:
 
 
 def tar_of(bundle: str, out: str) -> str:
-    from modelseal.archive import write_tar
+    from modelseal.format.archive import write_tar
 
     write_tar(bundle, out, top=os.path.basename(bundle), mtime=1700000000)
     return out

@@ -63,10 +63,14 @@ def train(data_dir, output_dir, seed, hyperparameters):
 
 def modelseal_sources() -> dict[str, str]:
     """The real modelseal package, written into the RuleRunner's build root."""
-    return {
-        f"src/modelseal/{path.name}": path.read_text()
-        for path in sorted(Path("src/modelseal").glob("*.py"))
+    files = {
+        path.as_posix(): path.read_text()
+        for path in sorted(Path("src").glob("modelseal/**/*.py"))
     }
+    # One python_sources per package directory, as in the repository.
+    for package in {str(Path(name).parent) for name in files}:
+        files[f"{package}/BUILD"] = "python_sources(name='lib')"
+    return files
 
 
 def options(validity_days: int = 73000) -> list[str]:
@@ -112,7 +116,6 @@ def rule_runner(tmp_path: Path) -> RuleRunner:
     runner.write_files(
         {
             **modelseal_sources(),
-            "src/modelseal/BUILD": "python_sources(name='lib')",
             # The real lock of the tool's resolve: the tool needs cryptography and in-toto.
             "lock.txt": Path("3rdparty/python/lock.txt").read_text(),
         }
@@ -243,8 +246,12 @@ def test_training_feeds_the_artifact(rule_runner: RuleRunner) -> None:
 def test_runtime_sources_are_stdlib_modules(rule_runner: RuleRunner) -> None:
     runtime = rule_runner.request(RuntimeSources, [RuntimeSourcesRequest()])
     paths = {c.path for c in rule_runner.request(DigestContents, [runtime.digest])}
-    assert {"modelseal/runtime.py", "modelseal/training.py", "modelseal/manifest.py"} <= paths
-    assert "modelseal/cli.py" not in paths
+    assert {
+        "modelseal/embedded/runtime.py",
+        "modelseal/embedded/training.py",
+        "modelseal/format/manifest.py",
+    } <= paths
+    assert "modelseal/cli/main.py" not in paths
 
 
 def test_source_date_epoch_from_the_environment(rule_runner: RuleRunner) -> None:

@@ -1,0 +1,2 @@
+"""Reproducibility audits: rebuilding a commit and comparing bundles file by file.
+"""

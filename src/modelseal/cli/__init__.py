@@ -1,0 +1,2 @@
+"""The `modelseal` command line: one module per command group over the layers below it.
+"""

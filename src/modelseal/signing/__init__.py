@@ -1,0 +1,3 @@
+"""What signs a bundle: `model.sig` (OpenSSF Model Signing), in-toto layouts and links, and
+attestations.
+"""

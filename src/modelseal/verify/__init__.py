@@ -1,0 +1,2 @@
+"""Install-time verification: the numbered checks, host compatibility and the deployment policy.
+"""

@@ -1,0 +1,121 @@
+"""What verification takes and gives: its options, each check's result, the report, and the
+terminal progress line.
+
+Kept apart from the checks themselves so that the command line and the JSON report can use these
+records without the checks' imports, and so that the checks read as one numbered sequence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO
+
+from modelseal.errors import VerificationError
+from modelseal.format.manifest import Manifest
+from modelseal.format.safe_extract import DEFAULT_LIMITS, Limits
+from modelseal.verify.hostcheck import Host
+from modelseal.verify.policy import Policy
+
+CHECKS = ("archive", "signature", "provenance", "integrity", "runtime", "trust", "policy")
+
+Progress = Callable[[int, int], None]  # (bytes hashed so far, bytes in total)
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """Everything verification trusts: the owner's and release keys, revoked key ids, the
+    policy, and the limits. `now`, `host` and `progress` are for tests and terminals."""
+
+    owner_pem: bytes
+    release_pem: bytes
+    policy: Policy | None = None
+    policy_source: str = "policy"
+    revoked: frozenset[str] = frozenset()
+    allow_development: bool = False
+    limits: Limits = DEFAULT_LIMITS
+    now: dt.datetime | None = None
+    host: Host | None = None
+    python: str | None = None  # the interpreter that will run the model; None: this one
+    progress: Progress | None = None
+    workers: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Report:
+    """The outcome: the checks that ran, in order, and the failure that stopped them (if any).
+    `bundle_dir` is the verified directory (the private extracted copy for a tar) while the
+    context of `verified_bundle` is open."""
+
+    checks: list[CheckResult] = field(default_factory=list)
+    failure: VerificationError | None = None
+    bundle_dir: str = ""
+    manifest: Manifest | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and len(self.checks) == len(CHECKS)
+
+    def to_json(self) -> dict[str, object]:
+        failure: dict[str, object] | None = None
+        if self.failure is not None:
+            failure = {
+                "check": self.failure.check,
+                "where": self.failure.where,
+                "expected": self.failure.expected,
+                "found": self.failure.found,
+                "remedy": self.failure.remedy,
+                "exit_code": self.failure.exit_code,
+                "message": str(self.failure),
+            }
+        return {
+            "ok": self.ok,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "failure": failure,
+        }
+
+
+class TerminalProgress:
+    """One self-overwriting line of bytes hashed, at most ten updates a second; `close` clears
+    it. Only for a terminal: logs and pipes get nothing."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < 0.1 and done < total:
+                return
+            self._last = now
+            percent = 100 * done // total if total else 100
+            self._stream.write(f"\rhashing {_size(done)} / {_size(total)} ({percent}%)")
+            self._stream.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._last:
+                self._stream.write("\r\x1b[K")
+                self._stream.flush()
+                self._last = 0.0
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{count} B"
+        value /= 1024
+    return f"{count} B"  # pragma: no cover - the loop always returns.
