@@ -397,6 +397,26 @@ def _any(verdicts: Iterable[bool | None]) -> bool | None:
     return None if None in seen else False
 
 
+def _environment(wheel: _Wheel) -> str:
+    """A wheel's environment as a person names it: `cp311 manylinux_2_28_x86_64`."""
+    return f"{'.'.join(wheel.python)} {'.'.join(wheel.platform)}"
+
+
+def _why_not(wheels: Sequence[_Wheel], host: Host) -> str:
+    """The first reason, in the order an operator can act on, that none of `wheels` fits."""
+    fits_os = [w for w in wheels if _any(_platform_ok(t, host) for t in w.platform) is not False]
+    arch = [
+        w for w in wheels
+        if any(t == "any" or t.endswith(f"_{host.machine}") or "universal" in t for t in w.platform)
+    ]
+    if not arch:
+        return f"architecture: no wheel for {host.system} {host.machine}"
+    if not fits_os:
+        glibc = ".".join(map(str, host.glibc)) if host.glibc else "unknown"
+        return f"C library or OS too old: this host has glibc {glibc}"
+    return f"interpreter: no wheel for {host.implementation} {host.version[0]}.{host.version[1]}"
+
+
 def check_wheels(wheels: Sequence[str], host: Host, where: str) -> str:
     """RuntimeCheckError when some distribution has wheels in the PEX but none this host can
     load; a one-line description of what was decided otherwise."""
@@ -417,13 +437,23 @@ def check_wheels(wheels: Sequence[str], host: Host, where: str) -> str:
             undecided += 1
             continue
         raise RuntimeCheckError(
-            what=f"the PEX has no wheel of {project!r} that this interpreter can load",
+            what=(
+                f"model.pex has no environment for {host.describe()}"
+                f" ({_why_not(by_project[project], host)}; no wheel of {project!r} fits)"
+            ),
             where=where,
-            remedy=REBUILD + "; or add this host's platform to the model's platforms",
-            expected=", ".join(w.filename for w in by_project[project]),
+            remedy=REBUILD + "; or add this host's complete platform to the model's complete_platforms",
+            expected="one of the environments it was built for: "
+            + ", ".join(sorted({_environment(w) for w in by_project[project]})),
             found=host.describe(),
         )
     detail = f"{len(by_project)} distributions have a wheel for {host.describe()}"
+    matched = sorted(
+        {_environment(w) for ws in by_project.values() for w in ws if _wheel_ok(w, host)}
+        - {_environment(w) for ws in by_project.values() for w in ws if "any" in w.platform}
+    )
+    if matched:
+        detail += f"; environment matched: {', '.join(matched)}"
     if undecided or unreadable:
         detail += f" ({undecided + unreadable} not decidable here)"
     return detail
