@@ -80,11 +80,13 @@ def verify(work: Path, tar: str) -> subprocess.CompletedProcess[str]:
 def test_the_root_is_aarch64_debian_cpython(work: Path) -> None:
     probe = arm64(
         work, "python3", "-c",
-        "import platform, sys; print(platform.machine(), *sys.version_info[:2], *platform.libc_ver())",
+        "import platform, sys;"
+        " print(platform.machine(), *sys.version_info[:2], *platform.libc_ver())",
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split() == ["aarch64", "3", "11", "glibc", "2.36"]
-    assert subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip() == "x86_64"
+    host = subprocess.run(["uname", "-m"], capture_output=True, text=True)
+    assert host.stdout.strip() == "x86_64"
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))

@@ -34,7 +34,9 @@ CLAIMED = {
 def _pex_contents() -> tuple[dict[str, str], set[str]]:
     with zipfile.ZipFile(MODELSEAL_PEX) as pex:
         info = json.loads(pex.read("PEX-INFO"))
-        deps = {n.split("/")[1] for n in pex.namelist() if n.startswith(".deps/") and n.count("/") > 1}
+        deps = {
+            n.split("/")[1] for n in pex.namelist() if n.startswith(".deps/") and n.count("/") > 1
+        }
     return info["distributions"], deps
 
 

@@ -442,7 +442,8 @@ def check_wheels(wheels: Sequence[str], host: Host, where: str) -> str:
                 f" ({_why_not(by_project[project], host)}; no wheel of {project!r} fits)"
             ),
             where=where,
-            remedy=REBUILD + "; or add this host's complete platform to the model's complete_platforms",
+            remedy=REBUILD
+            + "; or add this host's complete platform to the model's complete_platforms",
             expected="one of the environments it was built for: "
             + ", ".join(sorted({_environment(w) for w in by_project[project]})),
             found=host.describe(),
