@@ -18,8 +18,8 @@ on arm64 and x86_64 -- there is no interpreter here, so their tags are derived w
 cryptography refuses 3.9.0 and 3.9.1 (`Requires-Python: !=3.9.0,!=3.9.1,>=3.9`). Markers a derived
 platform cannot know (`platform_release`, `platform_version`, `implementation_version`) are left
 out, so pex fails loudly rather than guesses if a requirement's marker needs them. `--check`
-re-derives the platforms of the interpreters that were inspected for real and compares them with those
-files, proving the rules above reproduce what a real interpreter reports.
+re-derives the platforms of the interpreters that were inspected for real and compares them with
+those files, proving the rules above reproduce what a real interpreter reports.
 
 Run: ./pants run build-support:derive_platforms [-- --check]
 """
