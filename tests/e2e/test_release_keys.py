@@ -98,7 +98,7 @@ def release(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> Release
         "PANTS_MODELSEAL_OWNER_KEY": f"file:{keys / 'owner.pem'}{passphrase}",
         "PANTS_MODELSEAL_TRAIN_KEY": f"file:{keys / 'train.pem'}{passphrase}",
         "PANTS_MODELSEAL_PACKAGE_KEY": f"file:{keys / 'package.pem'}{passphrase}",
-        "PANTS_MODELSEAL_SIGN_KEY": "env:RELEASE_KEY_REF",
+        "PANTS_MODELSEAL_RELEASE_KEY": "env:RELEASE_KEY_REF",
     }
     if "PYENV_ROOT" in os.environ:
         env["PYENV_ROOT"] = os.environ["PYENV_ROOT"]

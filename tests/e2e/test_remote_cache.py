@@ -113,7 +113,7 @@ def remote(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     # the same signatures, so the archive (which holds them) is the same action in both builds. A
     # token's ECDSA is randomized: its signatures, and so the archive, differ from run to run.
     passphrase = release.keys / "passphrase"
-    file_env = {**release.env, "PANTS_MODELSEAL_SIGN_KEY":
+    file_env = {**release.env, "PANTS_MODELSEAL_RELEASE_KEY":
                 f"file:{release.keys / 'package.pem'}?passphrase-file={passphrase}"}
     server = start_server(root / "server")
     try:
