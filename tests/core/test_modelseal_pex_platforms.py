@@ -72,6 +72,6 @@ def test_a_wheel_of_every_distribution_for(minor: str, suffix: str) -> None:
     )
     assert not missing, f"no wheel for cp{minor} {suffix} of: {', '.join(missing)}"
     # The compiled ones are there for this platform specifically, not by a pure-Python fallback.
-    for project in ("cryptography", "cffi"):
-        fitting = [n for n in wheels[project] if parse_wheel_filename(n)[3] & accepted]
-        assert any(machine in n or "universal2" in n for n in fitting), (project, fitting)
+    for compiled in ("cryptography", "cffi"):
+        fitting = [n for n in wheels[compiled] if parse_wheel_filename(n)[3] & accepted]
+        assert any(machine in n or "universal2" in n for n in fitting), (compiled, fitting)
