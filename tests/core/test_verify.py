@@ -453,17 +453,28 @@ def test_wheel_tags() -> None:
         "numpy-1.26.4-cp311-cp311-macosx_11_0_arm64.whl",
         "cryptography-42.0.0-cp39-abi3-manylinux_2_28_x86_64.whl",
     ]
-    assert "3 distributions" in check_wheels(ok, HOST, "pex")
-    for only in [
-        "numpy-1.26.4-cp312-cp312-manylinux_2_17_x86_64.whl",
-        "numpy-1.26.4-cp311-cp311-manylinux_2_39_x86_64.whl",
-        "numpy-1.26.4-cp311-cp311-manylinux_2_17_aarch64.whl",
-        "numpy-1.26.4-cp311-cp311-win_amd64.whl",
-        "cryptography-42.0.0-cp312-abi3-manylinux_2_28_x86_64.whl",
+    decided = check_wheels(ok, HOST, "pex")
+    assert "3 distributions" in decided
+    assert decided.endswith(
+        "environment matched: cp311 manylinux_2_17_x86_64.manylinux2014_x86_64,"
+        " cp39 manylinux_2_28_x86_64"
+    )
+    # Refused with the reason an operator acts on, and the environments the PEX does have.
+    arch = "architecture: no wheel for linux x86_64"
+    for only, why in [
+        ("numpy-1.26.4-cp312-cp312-manylinux_2_17_x86_64.whl", "interpreter: no wheel for CPython"),
+        ("numpy-1.26.4-cp311-cp311-manylinux_2_39_x86_64.whl", "too old: this host has glibc 2.35"),
+        ("numpy-1.26.4-cp311-cp311-manylinux_2_17_aarch64.whl", arch),
+        ("numpy-1.26.4-cp311-cp311-win_amd64.whl", arch),
+        ("cryptography-42.0.0-cp312-abi3-manylinux_2_28_x86_64.whl", "interpreter:"),
     ]:
         with pytest.raises(Exception) as failed:
             check_wheels([only], HOST, "pex")
         assert type(failed.value).__name__ == "RuntimeCheckError", only
+        message = str(failed.value)
+        assert "model.pex has no environment for CPython 3.11.7 on linux x86_64" in message
+        assert why in message, (only, message)
+        assert "built for: cp3" in message and "\n" not in message
     assert "not decidable" in check_wheels(["x-1-py3-none-musllinux_1_1_x86_64.whl"], HOST, "p")
 
 
