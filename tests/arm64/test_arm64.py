@@ -96,6 +96,9 @@ def test_verify_and_predict_on_aarch64_as_on_x86_64(work: Path, example: str) ->
     checked = verify(work, f"{name}.tar")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "on linux aarch64" in checked.stdout, checked.stdout
+    # The environment of the PEX's wheels this host is, as the manifest records it.
+    assert "environment cp311 manylinux_2_" in checked.stdout, checked.stdout
+    assert "_aarch64" in checked.stdout.split("environment cp311 ", 1)[1], checked.stdout
     assert f"verified {example} " in checked.stdout
 
     on_arm64 = arm64(work, "python3", f"{name}/model.pex", "predict", stdin=json.dumps(inputs))
@@ -119,5 +122,8 @@ def test_a_bundle_for_x86_64_only_is_refused_naming_what_it_lacks(work: Path) ->
     assert refused.returncode == EXIT_RUNTIME, refused.stdout + refused.stderr
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1, refused.stderr
-    assert "linux aarch64" in lines[0] and "x86_64" in lines[0], lines[0]
-    assert "runtime:" in lines[0]
+    assert "runtime:" in lines[0] and "model.pex has no environment for this host" in lines[0]
+    # Why (the architecture), what it was built for, and what this host is.
+    assert "(architecture: built for manylinux_2_" in lines[0], lines[0]
+    assert "expected one of cp311 manylinux_2_" in lines[0] and "x86_64" in lines[0], lines[0]
+    assert "found CPython 3.11" in lines[0] and "linux aarch64 glibc 2.36" in lines[0], lines[0]

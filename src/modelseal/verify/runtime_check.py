@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import sys
 
+from modelseal.errors import RuntimeCheckError
 from modelseal.format.manifest import Manifest
 from modelseal.verify.host import Host
-from modelseal.errors import RuntimeCheckError
 from modelseal.verify.hostcheck import (
     REBUILD,
     check_constraints,
@@ -63,6 +63,7 @@ def _environment(wheels: tuple[str, ...], manifest: Manifest, host: Host) -> str
     where = f"{manifest.runtime.pex}: .deps"
     environments = environments_from_wheels(wheels)
     matched, why = match_environment(environments, host)
+    glibc = f" glibc {host.glibc[0]}.{host.glibc[1]}" if host.glibc else ""
     if matched is None and environments:
         raise RuntimeCheckError(
             what=f"model.pex has no environment for this host ({why})",
@@ -70,7 +71,7 @@ def _environment(wheels: tuple[str, ...], manifest: Manifest, host: Host) -> str
             remedy=REBUILD + "; or add this host's complete platform to the model's"
             " complete_platforms (3rdparty/platforms)",
             expected="one of " + ", ".join(environments),
-            found=host.describe() + (" glibc " + ".".join(map(str, host.glibc)) if host.glibc else ""),
+            found=host.describe() + glibc,
         )
     detail = check_wheels(wheels, host, where)
     return detail if matched in (None, "any") else f"{detail}; environment {matched}"
