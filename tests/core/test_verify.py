@@ -499,7 +499,8 @@ def test_the_environment_matched_or_why_none_is() -> None:
         (dataclasses.replace(HOST, machine="riscv64"), "architecture: built for"
          " manylinux_2_28_aarch64, manylinux_2_28_x86_64, this is linux riscv64"),
         (dataclasses.replace(HOST, system="darwin", machine="arm64", glibc=None, macos=(14, 0)),
-         "architecture: built for manylinux_2_28_aarch64, manylinux_2_28_x86_64, this is darwin"),
+         "architecture: built for manylinux_2_28_aarch64, manylinux_2_28_x86_64, this is darwin"
+         " arm64"),
         (dataclasses.replace(HOST, version=(3, 12, 1)), "interpreter: built for cp311, this is"
          " CPython 3.12"),
     ]:
