@@ -66,7 +66,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _place(f"{bundle}.tar", work / f"{name}.tar")
     for bundle, _ in EXAMPLES.values():  # predict runs the bundle's model.pex on its weights
         shutil.copytree(bundle, work / Path(bundle).name, copy_function=_place)
-    for key in ("owner.pub", "sign.pub"):
+    for key in ("owner.pub", "release.pub"):
         shutil.copy(_keyring() / key, work / key)
     return work
 
@@ -83,7 +83,7 @@ def _place(source: str, destination: str | Path) -> None:
 def verify(work: Path, tar: str) -> subprocess.CompletedProcess[str]:
     return arm64(
         work, "python3", "modelseal.pex", "verify", tar,
-        "--trust", "owner.pub", "--release-key", "sign.pub", "--allow-development",
+        "--trust", "owner.pub", "--release-key", "release.pub", "--allow-development",
     )
 
 
