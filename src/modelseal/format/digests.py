@@ -130,7 +130,7 @@ def check_tree(
     known: Mapping[str, tuple[str, int]] | None = None,
 ) -> None:
     """The one check of files against a manifest (verify's integrity check, `model.pex`'s check
-    before loading): every regular file under
+    before loading, `modelseal.format.bundle.verify_files`): every regular file under
     `root/below` is one of `expected` (or `unlisted_ok`), nothing there is a link or special
     file, and every expected file has its size and sha256. IntegrityError naming the first file
     that does not hold (SpecError's refusals of links become IntegrityError here)."""
