@@ -137,3 +137,29 @@ def test_a_bundle_for_x86_64_only_is_refused_naming_what_it_lacks(work: Path) ->
     assert "(architecture: built for manylinux_2_" in lines[0], lines[0]
     assert "expected one of cp311 manylinux_2_" in lines[0] and "x86_64" in lines[0], lines[0]
     assert "found CPython 3.11" in lines[0] and "linux aarch64 glibc 2.36" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("bundle", "architectures"),
+    [
+        (EXAMPLES["iris"][0], {"aarch64", "x86_64"}),
+        (EXAMPLES["sentiment"][0], {"aarch64", "x86_64"}),
+        (X86_64_ONLY, {"x86_64"}),
+    ],
+)
+def test_the_manifest_lists_the_environments_of_the_wheels_in_the_pex(
+    bundle: str, architectures: set[str]
+) -> None:
+    """`./pants package` wrote runtime.environments from model.pex's wheels (`modelseal manifest
+    --pex`), and they are what the same reading of the PEX gives."""
+    from modelseal.verify.environments import environments_from_wheels
+    from modelseal.verify.hostcheck import read_pex_info
+
+    runtime = json.loads(Path(bundle, "manifest.json").read_text())["runtime"]
+    environments = runtime["environments"]
+    found = {arch for env in environments for arch in ("aarch64", "x86_64") if env.endswith(arch)}
+    assert found == architectures and len(found) <= len(environments), environments
+    assert all(env.startswith("cp311 manylinux_2_") for env in environments if "cp311" in env)
+    info = read_pex_info(str(Path(bundle, "model.pex")), "model.pex")
+    assert info is not None
+    assert environments == environments_from_wheels(info.wheels)
