@@ -260,6 +260,8 @@ ALLOWED = {
     "modelseal.embedded.runtime",
     "modelseal.format",
     "modelseal.format.manifest",
+    "modelseal.format.interface",
+    "modelseal.embedded.schema",
     "modelseal.format.canonical",
     "modelseal.format.digests",
     "modelseal.errors",

@@ -44,6 +44,7 @@ from modelseal.errors import SigningError, SpecError
 from modelseal.format.atomic import write_atomic
 from modelseal.format.canonical import canonical_json, load_json
 from modelseal.format.manifest import bundle_path_problem
+from modelseal.signing.evaluate_step import evaluation_rules, inspection_rules
 from modelseal.keys.core import PublicKey, Signer
 
 __all__ = [
@@ -63,7 +64,8 @@ __all__ = [
     "write_link",
 ]
 
-STEPS = ("train", "package", "sign")
+STEPS = ("train", "package", "evaluate", "sign")
+OPTIONAL_STEPS = ("train", "evaluate")  # present when the model was trained / evaluated
 LAYOUT_PATH = "provenance/root.layout"
 # The inspection's record is written by in-toto-verify to `<name>.link` in the bundle:
 # `provenance/files.link`, which model.sig records as ignored (modelseal.signing.modelsig).
@@ -173,7 +175,9 @@ def write_link(
 # -- layout -----------------------------------------------------------------------------------
 
 
-def _rules(with_train: bool = True) -> dict[str, tuple[list[list[str]], list[list[str]]]]:
+def _rules(
+    with_train: bool = True, with_evaluate: bool = False
+) -> dict[str, tuple[list[list[str]], list[list[str]]]]:
     """(expected_materials, expected_products) per step. Train products are named by their
     bundle path (`weights/...`) so that they can be matched by the package step. Without a train
     step (weights committed to the repository), the package step is where the weights enter."""
@@ -192,10 +196,9 @@ def _rules(with_train: bool = True) -> dict[str, tuple[list[list[str]], list[lis
                 ["DISALLOW", "*"],
             ],
         ),
-        "sign": (
-            [["MATCH", "*", "WITH", "PRODUCTS", "FROM", "package"], ["DISALLOW", "*"]],
-            [["DISALLOW", "*"]],
-        ),
+        # package -> evaluate -> sign: the evaluation ran on the packaged model.pex and weights,
+        # and what sign signed must include the evaluation's record (evaluation_rules).
+        **evaluation_rules(with_evaluate),
     }
 
 
@@ -226,10 +229,10 @@ def _layout_metablock(
     keys: dict[str, dict[str, Any]] = {}
     steps = []
     with_train = "train" in functionaries
-    rules = _rules(with_train)
+    rules = _rules(with_train, "evaluate" in functionaries)
     for name in STEPS:
-        if name == "train" and not with_train:
-            continue  # A model whose weights were not trained by a recorded step.
+        if name in OPTIONAL_STEPS and name not in functionaries:
+            continue  # Not trained by a recorded step, or no evaluation declared.
         publics = list(functionaries.get(name, ()))
         if not publics:
             raise SpecError(
@@ -262,6 +265,7 @@ def _layout_metablock(
         run=["true"],
         expected_materials=[
             ["MATCH", "*", "WITH", "PRODUCTS", "FROM", "package"],
+            *inspection_rules("evaluate" in functionaries),
             ["ALLOW", "provenance/*"],
             ["ALLOW", "model.sig"],
             ["DISALLOW", "*"],

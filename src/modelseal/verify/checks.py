@@ -48,6 +48,7 @@ from modelseal.format.safe_extract import (
 from modelseal.format.tree import walk
 from modelseal.keys.core import PublicKey
 from modelseal.verify.hostcheck import Host, check_constraints, check_wheels, read_pex_info
+from modelseal.verify.evaluation_policy import read_measurements
 from modelseal.verify.policy import PolicyFacts, evaluate
 from modelseal.verify.report import (
     CHECKS,
@@ -353,6 +354,9 @@ def _run_checks(path: str, options: VerifyOptions, report: Report, scratch: list
             steps=layout_steps,
             signer_key_ids=tuple(sorted({*link_signers, release})),
             now=now,
+            # Read only after the provenance check verified the links (steps are known then).
+            measurements=read_measurements(report.bundle_dir) if "evaluate" in layout_steps
+            else {},
         )
         return "; ".join(evaluate(options.policy, facts, options.policy_source)) or "no rules"
 
