@@ -264,3 +264,22 @@ def test_policy_rules_on_the_evaluation() -> None:
     )
     with pytest.raises(PolicyError, match="records no evaluation data"):
         evaluate(no_data, _facts(None, {}), "policy.json")
+
+
+def test_the_model_may_not_use_the_network(bundle: Path, capsys: Any) -> None:
+    module = next((bundle.parent / "handlers").glob("h_*.py"))
+    module.write_text(
+        HANDLER + "\nimport socket\n_load = load\n"
+        "def load(weights_dir):\n"
+        "    try:\n"
+        "        socket.create_connection(('127.0.0.1', 9))\n"
+        "    except OSError:\n"
+        "        pass  # swallowed: the attempt still fails the run\n"
+        "    return _load(weights_dir)\n"
+    )
+    code, _, err = _run(["evaluate", "--config", _config(bundle), "--out", "e.json"], capsys)
+    assert code == 1
+    assert _failure(err)["kind"] == "network"
+    import socket
+
+    assert socket.create_connection.__name__ == "create_connection"  # restored

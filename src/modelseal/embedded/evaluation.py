@@ -29,7 +29,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from modelseal.embedded.schema import validate
@@ -221,12 +221,44 @@ def measure(directory: str, manifest: Manifest, config: Mapping[str, Any]) -> by
     return canonical_json({**values, "samples": len(latencies)})
 
 
+@contextlib.contextmanager
+def no_network() -> Iterator[list[str]]:
+    """Refuse every socket connection and name lookup while the model's code runs (a Pants
+    sandbox is not network-isolated); yields the list of attempts, which fail the run even if
+    the model's code swallowed the error."""
+    import socket
+
+    attempts: list[str] = []
+
+    def refuse(what: str) -> Callable[..., Any]:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            attempts.append(f"{what}{args[1:2] if what == 'connect' else args[:1]}")
+            raise OSError(f"modelseal: no network while the build runs the model ({what})")
+
+        return refused
+
+    saved = (socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo,
+             socket.create_connection)
+    socket.socket.connect = refuse("connect")  # type: ignore[method-assign]
+    socket.socket.connect_ex = refuse("connect")  # type: ignore[method-assign]
+    socket.getaddrinfo = refuse("getaddrinfo")  # type: ignore[assignment]
+    socket.create_connection = refuse("create_connection")  # type: ignore[assignment]
+    try:
+        yield attempts
+    finally:
+        (socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo,  # type: ignore[method-assign]
+         socket.create_connection) = saved
+
+
 def run(command: str, directory: str, manifest: Manifest, config_path: str, out: str) -> int:
-    """`model.pex evaluate|measure`: 0 and `out` written, or 1 and one failure line on stdout."""
+    """`model.pex evaluate|measure`: 0 and `out` written, or 1 and one failure line on stderr."""
     try:
         config = read_config(config_path)
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), no_network() as attempts:
             data = (evaluate if command == "evaluate" else measure)(directory, manifest, config)
+        if attempts:
+            raise Failure("network", f"the model tried to use the network: {attempts[0]}; "
+                          "a model must load and predict from its bundle alone")
     except (Failure, ValueError) as e:  # ValueError: a malformed gate or config.
         details = e.details if isinstance(e, Failure) else {"kind": "config", "message": str(e)}
         print(f"{FAILURE_MARKER} {json.dumps(details, sort_keys=True)}", file=sys.stderr)
