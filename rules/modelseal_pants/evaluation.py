@@ -51,6 +51,7 @@ from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.target import InvalidFieldException, WrappedTarget, WrappedTargetRequest
 from pants.util.logging import LogLevel
 
+from modelseal_pants.errors import ModelRunError
 from modelseal_pants.evaluation_types import (
     DatasetLicenseField,
     DatasetTagsField,
@@ -249,7 +250,7 @@ async def run_model(request: RunModelRequest) -> ModelRun:
         ),
     )
     if result.exit_code != 0:
-        raise ValueError(_failure_message(request, result))
+        raise ModelRunError(_failure_message(request, result))
     return ModelRun(result.output_digest)
 
 

@@ -13,7 +13,7 @@ import sys
 from modelseal.errors import SpecError
 from modelseal.keys.core import generate_private_key, write_key_pair
 
-DEV_ROLES = ("owner", "train", "package", "sign")
+DEV_ROLES = ("owner", "train", "package", "evaluate", "sign")
 
 
 def ensure_dev_keyring(directory: str) -> None:
