@@ -86,7 +86,7 @@ class DeclaredEvaluation:
     config: bytes = b""  # evaluation-config.json
     data: Digest = EMPTY_DIGEST  # files under evaluation-data/
     data_paths: tuple[str, ...] = ()
-    interface: Any = None  # {"input": schema, "output": schema} or None (a JSON value)
+    interface: str = ""  # JSON text of {"input": schema, "output": schema}; "" when undeclared
 
 
 async def _json_file(field: Any, target: Address) -> Any:
@@ -168,7 +168,7 @@ async def read_evaluation(request: EvaluationRequest) -> DeclaredEvaluation:
         json.dumps(config, sort_keys=True).encode(),
         data,
         tuple(sorted(files)),
-        interface,
+        "" if interface is None else json.dumps(interface, sort_keys=True),
     )
 
 

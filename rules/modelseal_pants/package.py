@@ -79,6 +79,17 @@ from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
 from modelseal_pants.unowned import UnownedImports, UnownedImportsRequest
 
 
+async def _package_materials(
+    checked: CheckedModelArtifact, runtime: RuntimeSources
+) -> tuple[Digest, tuple[str, ...]]:
+    """What the PEX was made of, for the package link: the handler's sources, the modelseal
+    runtime, the lock."""
+    lock = await Get(Digest, CreateDigest([checked.lock]))
+    digest = await Get(Digest, MergeDigests([lock, checked.sources.digest, runtime.digest]))
+    runtime_files = await Get(Snapshot, Digest, runtime.digest)
+    return digest, (checked.lock.path, *checked.sources.files, *runtime_files.files)
+
+
 @rule(desc="Packaging a model artifact", level=LogLevel.DEBUG)
 async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
     """The steps, in order: check, build model.pex, write the manifest, assemble, sign (train,
@@ -102,8 +113,8 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
     )
     files = file_rows(weight_entries, "weights/") + file_rows(pex_entries, "")
     spec = manifest_spec(fs, checked, pex, files, info, keys.development)
-    if declared.interface is not None:
-        spec["interface"] = declared.interface
+    if declared.interface:
+        spec["interface"] = json.loads(declared.interface)
     spec_bytes = json.dumps(spec, sort_keys=True).encode()
     manifest = await Get(Manifest, ManifestRequest(spec_bytes, fs.address))
     unsigned = await Get(
@@ -168,17 +179,6 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
             BuiltPackageArtifact(f"{out_dir}/{archive.name}"),
         ),
     )
-
-
-async def _package_materials(
-    checked: CheckedModelArtifact, runtime: RuntimeSources
-) -> tuple[Digest, tuple[str, ...]]:
-    """What the PEX was made of, for the package link: the handler's sources, the modelseal
-    runtime, the lock."""
-    lock = await Get(Digest, CreateDigest([checked.lock]))
-    digest = await Get(Digest, MergeDigests([lock, checked.sources.digest, runtime.digest]))
-    runtime_files = await Get(Snapshot, Digest, runtime.digest)
-    return digest, (checked.lock.path, *checked.sources.files, *runtime_files.files)
 
 
 def rules() -> list[Rule | UnionRule]:

@@ -156,8 +156,11 @@ def test_measure_checks_latency_and_memory_gates(bundle: Path, capsys: Any) -> N
     assert code == 0, err
     values = json.loads((bundle / "m.json").read_text())
     assert values["samples"] == 20
-    assert 0 < values["p50_latency_ms"] <= values["p95_latency_ms"] <= values["max_latency_ms"]
-    assert values["peak_rss_mb"] > 1
+    # Decimal strings: the link's canonical JSON has no floats.
+    p50, p95, top = (float(values[k]) for k in ("p50_latency_ms", "p95_latency_ms",
+                                                 "max_latency_ms"))
+    assert 0 < p50 <= p95 <= top
+    assert float(values["peak_rss_mb"]) > 1
     config = _config(bundle, gates=["peak_rss_mb <= 1"])
     code, _, err = _run(["measure", "--config", config, "--out", "m2.json"], capsys)
     assert code == 1 and _failure(err)["metric"] == "peak_rss_mb"

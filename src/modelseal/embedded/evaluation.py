@@ -200,7 +200,8 @@ def _peak_rss_mb() -> float:
 
 def measure(directory: str, manifest: Manifest, config: Mapping[str, Any]) -> bytes:
     """Time N predictions (the examples, in turn) and read the peak memory; check the gates on
-    them. Canonical JSON of the measurements, for the evaluate link's byproducts only."""
+    them. Canonical JSON of the measurements (decimal strings), for the evaluate link's
+    byproducts only."""
     handler, model = _load(directory, manifest)
     examples = list(config.get("examples", []))
     samples = int(config.get("latency_samples", 0))
@@ -218,7 +219,10 @@ def measure(directory: str, manifest: Manifest, config: Mapping[str, Any]) -> by
             max_latency_ms=round(max(latencies), 3),
         )
     _check_gates(_gates(config), values, measured=True)
-    return canonical_json({**values, "samples": len(latencies)})
+    # in-toto's canonical JSON (which signs the link these become byproducts of) has no floats:
+    # the numbers are recorded as decimal strings.
+    recorded: dict[str, object] = {name: f"{value:.3f}" for name, value in values.items()}
+    return canonical_json({**recorded, "samples": len(latencies)})
 
 
 @contextlib.contextmanager

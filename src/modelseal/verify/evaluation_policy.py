@@ -10,6 +10,7 @@ for an evaluated model is not met by one that was never evaluated.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 
@@ -39,9 +40,25 @@ def read_measurements(root: str) -> dict[str, float]:
             with open(path, "rb") as f:
                 link = load_json(f.read())
             for name, value in link["signed"]["byproducts"].items():  # type: ignore[index]
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    result[name] = max(float(value), result.get(name, float("-inf")))
+                number = _number(value)
+                if number is not None:
+                    result[name] = max(number, result.get(name, float("-inf")))
     return result
+
+
+def _number(value: object) -> float | None:
+    """A measurement: a decimal string (in-toto's canonical JSON has no floats) or an integer."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
 
 
 def metric_value(manifest: Manifest, name: str) -> float | None:
