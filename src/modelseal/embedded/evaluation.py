@@ -189,6 +189,16 @@ def _percentile(samples: list[float], fraction: float) -> float:
 
 
 def _peak_rss_mb() -> float:
+    """The process's peak resident memory. On Linux, VmHWM of /proc/self/status: getrusage's
+    ru_maxrss survives execve, so a process forked from a large parent (pantsd) would report
+    the parent's size."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # Windows: no getrusage.

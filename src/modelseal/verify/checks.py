@@ -48,7 +48,7 @@ from modelseal.format.safe_extract import (
 from modelseal.format.tree import walk
 from modelseal.keys.core import PublicKey
 from modelseal.verify.hostcheck import Host, check_constraints, check_wheels, read_pex_info
-from modelseal.verify.evaluation_policy import read_measurements
+from modelseal.verify.evaluation_policy import check_evaluation_file, read_measurements
 from modelseal.verify.policy import PolicyFacts, evaluate
 from modelseal.verify.report import (
     CHECKS,
@@ -220,6 +220,7 @@ def _hash_all(
 
 def _integrity(root: str, hashed: Hashed) -> tuple[Manifest, str]:
     manifest = _read_manifest(root)
+    check_evaluation_file(root, manifest)
     expected = {entry.path: entry for entry in manifest.files}
     for present in walk(root):
         if not present.is_dir and present.path not in expected and not is_reserved(present.path):

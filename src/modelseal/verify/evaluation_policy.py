@@ -14,11 +14,11 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
-from modelseal.errors import PolicyError
+from modelseal.errors import IntegrityCheckError, PolicyError
 from modelseal.format.canonical import load_json
-from modelseal.format.manifest import PROVENANCE_DIR, Manifest
+from modelseal.format.manifest import EVALUATION_PATH, PROVENANCE_DIR, Manifest
 
-__all__ = ["check_data", "check_measurements", "metric_value", "read_measurements"]
+__all__ = ["check_data", "check_evaluation_file", "check_measurements", "metric_value", "read_measurements"]
 
 
 def read_measurements(root: str) -> dict[str, float]:
@@ -44,6 +44,19 @@ def read_measurements(root: str) -> dict[str, float]:
                 if number is not None:
                     result[name] = max(number, result.get(name, float("-inf")))
     return result
+
+
+def check_evaluation_file(root: str, manifest: Manifest) -> None:
+    """evaluation.json is in the bundle exactly when the manifest records an evaluation."""
+    present = os.path.isfile(os.path.join(root, EVALUATION_PATH))
+    if present != (manifest.evaluation is not None):
+        raise IntegrityCheckError(
+            what="evaluation.json is present without an evaluation in the manifest"
+            if present else "the manifest records an evaluation, but evaluation.json is missing",
+            where=os.path.join(root, EVALUATION_PATH),
+            remedy="the bundle was changed after packaging: re-download it, or rebuild and "
+            "re-sign it",
+        )
 
 
 def _number(value: object) -> float | None:
