@@ -239,7 +239,6 @@ async def run_model(request: RunModelRequest) -> ModelRun:
             env={"PEX_ROOT": os.path.join(".cache", "pex_root"), "PYTHONHASHSEED": "0"},
             append_only_caches={"pex_root": os.path.join(".cache", "pex_root"),
                                 **python.append_only_caches},
-            immutable_input_digests=python.immutable_input_digests,
             output_files=(out,),
             description=f"{'Measuring' if measuring else 'Smoke-testing and evaluating'} "
             f"{request.model}",

@@ -8,6 +8,7 @@ has its own files (data, examples, schemas) and may be shared by several version
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import ClassVar, Optional
 
 from pants.engine.addresses import Address, AddressInput
@@ -25,7 +26,8 @@ from pants.util.strutil import help_text
 from modelseal_pants.target_types import _RelativeGlobsField
 
 _GATE = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_.]*\s*(>=|<=|==|>|<)\s*-?[0-9][0-9.eE+-]*\s*$")
-_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_]*)?$")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_FUNCTION = re.compile(rf"^{_IDENT}(\.{_IDENT})*(:{_IDENT})?$")
 
 
 class EvaluationDataField(_RelativeGlobsField):
@@ -77,7 +79,7 @@ class EvaluationGatesField(StringSequenceField):
 
     @classmethod
     def compute_value(
-        cls, raw_value: Optional[list[str]], address: Address
+        cls, raw_value: Optional[Iterable[str]], address: Address
     ) -> Optional[tuple[str, ...]]:
         value = super().compute_value(raw_value, address)
         for gate in value or ():

@@ -196,7 +196,7 @@ def test_validator(value: Any, schema: Any, problem: str | None) -> None:
 
 def test_unsupported_keywords_are_refused() -> None:
     assert "'$ref' is not supported" in str(schema_problem({"$ref": "#/x"}))
-    nested = {"properties": {"a": {"items": {"oneOf": []}}}}
+    nested: dict[str, Any] = {"properties": {"a": {"items": {"oneOf": []}}}}
     assert "properties.a.items: the keyword 'oneOf'" in str(schema_problem(nested))
 
 
@@ -212,7 +212,8 @@ def test_manifest_reads_and_writes_the_sections() -> None:
     document = manifest_json(interface={"input": INPUT, "output": OUTPUT}, evaluation=summary)
     parsed = Manifest.from_bytes(canonical_json(document))
     assert parsed.to_json() == document
-    assert parsed.evaluation is not None and parsed.evaluation.gates[0] == parse_gate("accuracy>=0.8")
+    assert parsed.evaluation is not None
+    assert parsed.evaluation.gates[0] == parse_gate("accuracy>=0.8")
     with pytest.raises(SpecError, match="evaluation.gates"):
         Manifest.from_bytes(canonical_json({**document, "evaluation": {**summary, "gates": 1}}))
     plain = manifest_json()
@@ -231,10 +232,11 @@ def _facts(evaluation: dict[str, Any] | None, measurements: dict[str, float]) ->
 
 
 def test_policy_rules_on_the_evaluation() -> None:
-    summary = {
+    dataset = {"files": {}, "license": "CC-BY-4.0", "tags": ["public"]}
+    summary: dict[str, Any] = {
         "metrics": {"recall": 0.93},  # the manifest's own metrics hold accuracy 0.97
         "gates": [],
-        "dataset": {"files": {}, "license": "CC-BY-4.0", "tags": ["public"]},
+        "dataset": dataset,
         "examples": 1,
         "outputs_sha256": "3" * 64,
         "latency_samples": 10,
@@ -256,10 +258,10 @@ def test_policy_rules_on_the_evaluation() -> None:
     low = {**summary, "metrics": {"recall": 0.5}}
     with pytest.raises(PolicyError, match="'recall' is below"):
         evaluate(policy, _facts(low, {"p95_latency_ms": 1.0}), "policy.json")
-    pii = {**summary, "dataset": {**summary["dataset"], "tags": ["pii"]}}
+    pii = {**summary, "dataset": {**dataset, "tags": ["pii"]}}
     with pytest.raises(PolicyError, match="tagged 'pii'"):
         evaluate(policy, _facts(pii, {"p95_latency_ms": 1.0}), "policy.json")
-    gpl = {**summary, "dataset": {**summary["dataset"], "license": "GPL-3.0"}}
+    gpl = {**summary, "dataset": {**dataset, "license": "GPL-3.0"}}
     with pytest.raises(PolicyError, match="evaluation data's license is not allowed"):
         evaluate(policy, _facts(gpl, {"p95_latency_ms": 1.0}), "policy.json")
     no_data = Policy.from_bytes(

@@ -49,8 +49,11 @@ INPUT_SCHEMA = {
 OUTPUT_SCHEMA = {"type": "object", "required": ["scaled"]}
 
 
-def write_evaluation(rule_runner: RuleRunner, gates: str, input_schema: object = INPUT_SCHEMA,
-                     ) -> None:
+def write_evaluation(
+    rule_runner: RuleRunner,  # noqa: F811 - the imported fixture
+    gates: str,
+    input_schema: object = INPUT_SCHEMA,
+) -> None:
     write_model(rule_runner, evaluation="':eval'")
     build = Path(rule_runner.build_root, "models/toy/BUILD").read_text()
     rule_runner.write_files(
@@ -70,13 +73,13 @@ def write_evaluation(rule_runner: RuleRunner, gates: str, input_schema: object =
     )
 
 
-def _error(rule_runner: RuleRunner) -> str:
+def _error(rule_runner: RuleRunner) -> str:  # noqa: F811 - the imported fixture
     with pytest.raises(ExecutionError) as raised:
         package(rule_runner)
     return str(raised.value)
 
 
-def test_numpy_in_the_wrong_resolve_fails_before_signing(rule_runner: RuleRunner) -> None:
+def test_numpy_in_the_wrong_resolve_fails_before_signing(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
     write_model(rule_runner)
     rule_runner.write_files(
         {"models/toy/handler.py": "import numpy\n"
@@ -91,7 +94,7 @@ def test_numpy_in_the_wrong_resolve_fails_before_signing(rule_runner: RuleRunner
 
 
 def test_the_smoke_test_names_a_module_the_inference_was_told_to_skip(
-    rule_runner: RuleRunner,
+    rule_runner: RuleRunner,  # noqa: F811 - the imported fixture
 ) -> None:
     write_model(rule_runner)
     rule_runner.write_files(
@@ -105,7 +108,7 @@ def test_the_smoke_test_names_a_module_the_inference_was_told_to_skip(
     assert "Set `resolve=`" in message
 
 
-def test_a_handler_that_cannot_load_is_not_signed(rule_runner: RuleRunner) -> None:
+def test_a_handler_that_cannot_load_is_not_signed(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
     write_model(rule_runner)
     rule_runner.write_files(
         {"models/toy/handler.py": "def load(w):\n    raise RuntimeError('corrupt weights')\n\n"
@@ -115,7 +118,7 @@ def test_a_handler_that_cannot_load_is_not_signed(rule_runner: RuleRunner) -> No
     assert "load(weights) raised RuntimeError: corrupt weights" in message
 
 
-def test_evaluation_is_recorded_and_linked(rule_runner: RuleRunner) -> None:
+def test_evaluation_is_recorded_and_linked(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
     write_evaluation(rule_runner, "['accuracy >= 0.7', 'p95_latency_ms <= 60000']")
     built = package(rule_runner)
     files = contents(rule_runner, built)
@@ -158,21 +161,21 @@ def test_evaluation_is_recorded_and_linked(rule_runner: RuleRunner) -> None:
     assert ok.returncode == 0 and json.loads(ok.stdout) == {"scaled": [5.0]}
 
 
-def test_a_failing_gate_writes_nothing(rule_runner: RuleRunner) -> None:
+def test_a_failing_gate_writes_nothing(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
     write_evaluation(rule_runner, "['accuracy >= 0.9']")
     message = _error(rule_runner)
     assert "The evaluate of models/toy:model failed before signing" in message
     assert "gate failed: metric accuracy measured 0.75, threshold >= 0.9" in message
 
 
-def test_a_failing_latency_gate_writes_nothing(rule_runner: RuleRunner) -> None:
+def test_a_failing_latency_gate_writes_nothing(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
     write_evaluation(rule_runner, "['p95_latency_ms < 0']")
     message = _error(rule_runner)
     assert "gate failed: metric p95_latency_ms measured" in message
     assert "threshold < 0.0" in message
 
 
-def test_an_unsupported_schema_keyword_is_refused(rule_runner: RuleRunner) -> None:
+def test_an_unsupported_schema_keyword_is_refused(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
     write_evaluation(rule_runner, "[]", input_schema={"oneOf": [{"type": "object"}]})
     message = _error(rule_runner)
     assert "the keyword 'oneOf' is not supported" in message

@@ -16,7 +16,8 @@ Two commands, because only one of them may be cached:
 
 A failure prints one line on stderr, `modelseal-failure: {...}` (JSON: what failed, the missing
 module or the gate's metric, measured value and threshold), for the build to turn into its
-message, and exits 1; the handler's own prints go to stderr too. Standard library only, like the rest of the runtime.
+message, and exits 1; the handler's own prints go to stderr too. Standard library only, like
+the rest of the runtime.
 """
 
 from __future__ import annotations
@@ -255,8 +256,8 @@ def no_network() -> Iterator[list[str]]:
              socket.create_connection)
     socket.socket.connect = refuse("connect")  # type: ignore[method-assign]
     socket.socket.connect_ex = refuse("connect")  # type: ignore[method-assign]
-    socket.getaddrinfo = refuse("getaddrinfo")  # type: ignore[assignment]
-    socket.create_connection = refuse("create_connection")  # type: ignore[assignment]
+    socket.getaddrinfo = refuse("getaddrinfo")
+    socket.create_connection = refuse("create_connection")
     try:
         yield attempts
     finally:

@@ -17,8 +17,8 @@ and the model's code is never called. `evaluate` and `measure` are the build's s
 evaluation (`modelseal.embedded.evaluation`).
 
 Standard library only, and of modelseal only the stdlib-only modules `manifest`, `interface`,
-`canonical`, `digests`, `errors` and the embedded ones: this runs inside every model's PEX, whose only dependencies are the
-model's.
+`canonical`, `digests`, `errors` and the embedded ones: this runs inside every model's PEX,
+whose only dependencies are the model's.
 """
 
 from __future__ import annotations

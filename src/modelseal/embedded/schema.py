@@ -18,7 +18,7 @@ not), no formats.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["SUPPORTED_KEYWORDS", "schema_problem", "validate"]
@@ -45,7 +45,7 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def schema_problem(schema: object, path: str = "") -> str | None:
+def schema_problem(schema: object, path: str = "") -> str | None:  # noqa: PLR0911, PLR0912
     """The first reason `schema` is outside the supported subset ("<path>: <problem>"), or None.
     Run at build time, so that an interface the runtime could not enforce is never packaged."""
     where = path or "(root)"
@@ -96,27 +96,32 @@ def schema_problem(schema: object, path: str = "") -> str | None:
     return None
 
 
+def _is_integer(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+_TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
+    "null": lambda value: value is None,
+    "boolean": lambda value: isinstance(value, bool),
+    "object": lambda value: isinstance(value, Mapping),
+    "array": lambda value: isinstance(value, list),
+    "string": lambda value: isinstance(value, str),
+    "integer": _is_integer,
+    "number": _is_number,
+}
+
+
 def _type_matches(value: object, name: str) -> bool:
-    if name == "null":
-        return value is None
-    if name == "boolean":
-        return isinstance(value, bool)
-    if name == "object":
-        return isinstance(value, Mapping)
-    if name == "array":
-        return isinstance(value, list)
-    if name == "string":
-        return isinstance(value, str)
-    if name == "integer":
-        return _is_number(value) and float(value) == int(value)  # type: ignore[arg-type]
-    return _is_number(value)  # number
+    return _TYPE_CHECKS[name](value)
 
 
 def _at(path: str) -> str:
     return path or "the input"
 
 
-def validate(value: Any, schema: Any, path: str = "") -> str | None:  # noqa: PLR0911, PLR0912 - one table
+def validate(value: Any, schema: Any, path: str = "") -> str | None:  # noqa: PLR0911, PLR0912
     """The first way `value` breaks `schema` ("<json path>: <problem>"), or None when it holds.
     `schema` must have passed `schema_problem`."""
     if schema is True:

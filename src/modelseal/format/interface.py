@@ -216,7 +216,8 @@ def describe_sections(
     if interface is None:
         lines.append("  (not declared)")
     else:
-        for name, schema in (("input", interface.input_schema), ("output", interface.output_schema)):
+        schemas = (("input", interface.input_schema), ("output", interface.output_schema))
+        for name, schema in schemas:
             lines.append(f"  {name:<7} {canonical_json(schema).decode('utf-8').rstrip()}")
     lines.append("evaluation")
     if evaluation is None:
@@ -226,7 +227,7 @@ def describe_sections(
         lines.append(f"  {name:<16} {value}")
     for gate in evaluation.gates:
         where = "evaluate link" if gate.measured else "evaluation.json"
-        lines.append(f"  gate {str(gate):<24} held (recorded in {where})")
+        lines.append(f"  gate {gate!s:<24} held (recorded in {where})")
     tags = ", ".join(evaluation.dataset_tags) or "no tags"
     lines.append(
         f"  data             {len(evaluation.dataset)} file(s), license "

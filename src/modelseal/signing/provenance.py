@@ -44,8 +44,8 @@ from modelseal.errors import SigningError, SpecError
 from modelseal.format.atomic import write_atomic
 from modelseal.format.canonical import canonical_json, load_json
 from modelseal.format.manifest import bundle_path_problem
-from modelseal.signing.evaluate_step import evaluation_rules, inspection_rules
 from modelseal.keys.core import PublicKey, Signer
+from modelseal.signing.evaluate_step import evaluation_rules, inspection_rules
 
 __all__ = [
     "INSPECTION_NAME",

@@ -18,7 +18,13 @@ from modelseal.errors import IntegrityCheckError, PolicyError
 from modelseal.format.canonical import load_json
 from modelseal.format.manifest import EVALUATION_PATH, PROVENANCE_DIR, Manifest
 
-__all__ = ["check_data", "check_evaluation_file", "check_measurements", "metric_value", "read_measurements"]
+__all__ = [
+    "check_data",
+    "check_evaluation_file",
+    "check_measurements",
+    "metric_value",
+    "read_measurements",
+]
 
 
 def read_measurements(root: str) -> dict[str, float]:
