@@ -35,9 +35,13 @@ class ToolCommand(ABC):
 class WriteManifest(ToolCommand):
     spec: str
     out: str
+    evaluation: str = ""  # evaluation.json, whose summary the manifest gains
 
     def argv(self) -> tuple[str, ...]:
-        return ("manifest", "--spec", self.spec, "--out", self.out)
+        return (
+            "manifest", "--spec", self.spec, "--out", self.out,
+            *(("--evaluation", self.evaluation) if self.evaluation else ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -101,11 +105,13 @@ class RecordLink(ToolCommand):
     materials: tuple[str, ...]
     products: tuple[str, ...]
     environment: str = ""
+    byproducts: str = ""  # a JSON file: the evaluate step's measurements
 
     def argv(self) -> tuple[str, ...]:
         return (
             "link", f"--step={self.step}", f"--key={self.key}", f"--out={self.out}",
             *((f"--environment={self.environment}",) if self.environment else ()),
+            *((f"--byproducts={self.byproducts}",) if self.byproducts else ()),
             f"--known-digests={self.known_digests}",
             "--materials", *self.materials,
             "--products", *self.products,

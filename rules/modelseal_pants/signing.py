@@ -57,6 +57,13 @@ from modelseal_pants.subsystem import ModelsealSubsystem
 
 
 @dataclass(frozen=True)
+class EvaluationForSigning:
+    inputs: Digest  # evaluation-data/... and measurements.json
+    data_paths: tuple[str, ...]  # evaluation-data/...
+    measurements: str  # measurements.json
+
+
+@dataclass(frozen=True)
 class SignBundleRequest:
     """An unsigned bundle (files at the digest's root) and what its provenance is made of."""
 
@@ -73,6 +80,9 @@ class SignBundleRequest:
     # KNOWN_DIGESTS_PATH: {bundle path: {sha256, size}} of every file of `bundle`, from Pants'
     # own digests of those bytes, so that no step hashes the weights again.
     known_digests: Digest
+    # With a declared evaluation: the evaluation data (evaluation-data/...) and the measurements
+    # (measurements.json) the evaluate link records; `bundle` then holds evaluation.json.
+    evaluation: EvaluationForSigning | None = None
 
 
 KNOWN_DIGESTS_PATH = ".modelseal/known-digests.json"
@@ -162,8 +172,9 @@ async def write_layout(request: LayoutRequest, subsystem: ModelsealSubsystem) ->
                 owner_key=keys["owner"],
                 steps=tuple(
                     (step, (f"keys/{STEP_ROLES[step]}.pub", *extra.get(step, ())))
-                    for step in ("train", "package", "sign")
-                    if step != "train" or trained
+                    for step in ("train", "package", "evaluate", "sign")
+                    if (step != "train" or trained)
+                    and (step != "evaluate" or bundle.evaluation is not None)
                 ),
                 thresholds=tuple(sorted(subsystem.thresholds.items())),
                 expires=request.expires,
@@ -250,6 +261,35 @@ async def record_package_link(request: PackageLinkRequest) -> PackageLink:
 
 
 @dataclass(frozen=True)
+class EvaluateLinkRequest:
+    step: SigningStepRequest
+
+
+@dataclass(frozen=True)
+class EvaluateLink:
+    """`provenance/evaluate.<keyid8>.link`: model.pex, weights and the evaluation data ->
+    evaluation.json, with the measured latency and memory as byproducts (docs/evaluation.md)."""
+
+    digest: Digest
+
+
+@rule(desc="Recording the evaluate link", level=LogLevel.DEBUG)
+async def record_evaluate_link(request: EvaluateLinkRequest) -> EvaluateLink:
+    bundle, keys = request.step.bundle, request.step.keys
+    evaluation = bundle.evaluation
+    if evaluation is None:
+        return EvaluateLink(EMPTY_DIGEST)
+    command = RecordLink(
+        step="evaluate", key=keys["evaluate"], out="provenance",
+        known_digests=KNOWN_DIGESTS_PATH,
+        materials=("model.pex", "weights", *evaluation.data_paths),
+        products=("evaluation.json",),
+        byproducts=evaluation.measurements,
+    )
+    return EvaluateLink(await _record_link(request.step, command, evaluation.inputs))
+
+
+@dataclass(frozen=True)
 class SignatureRequest:
     step: SigningStepRequest
     provenance: Digest  # provenance/: the layout and the links so far
@@ -330,11 +370,13 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
     )
     step = SigningStepRequest(request, keys, publics)
     layout = await Get(Layout, LayoutRequest(step, expires))
-    train, package = await MultiGet(
-        Get(TrainLink, TrainLinkRequest(step)), Get(PackageLink, PackageLinkRequest(step))
+    train, package, evaluate = await MultiGet(
+        Get(TrainLink, TrainLinkRequest(step)),
+        Get(PackageLink, PackageLinkRequest(step)),
+        Get(EvaluateLink, EvaluateLinkRequest(step)),
     )
     provenance = await Get(
-        Digest, MergeDigests([layout.digest, train.digest, package.digest])
+        Digest, MergeDigests([layout.digest, train.digest, package.digest, evaluate.digest])
     )
     signature = await Get(Signature, SignatureRequest(step, provenance))
     result = await Get(Digest, MergeDigests([request.bundle, provenance, signature.digest]))

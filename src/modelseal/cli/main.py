@@ -78,14 +78,21 @@ class Command:
 def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", required=True, metavar="SPEC.json", help="the bundle spec")
     parser.add_argument("--out", required=True, metavar="manifest.json", help="where to write")
+    parser.add_argument(
+        "--evaluation", metavar="evaluation.json", help="add this evaluation's summary"
+    )
 
 
 def _manifest(args: argparse.Namespace) -> int:
+    from modelseal.cli.evaluation import check_interface, with_evaluation
     from modelseal.format.atomic import write_atomic
     from modelseal.format.spec import BundleSpec
 
     with open(args.spec, "rb") as f:
         spec = BundleSpec.from_bytes(f.read(), source=args.spec)
+    check_interface(spec, args.spec)
+    if args.evaluation:
+        spec = with_evaluation(spec, args.evaluation)
     write_atomic(args.out, spec.to_manifest().to_bytes())
     return EXIT_OK
 

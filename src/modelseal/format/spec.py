@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from modelseal import __version__
 from modelseal.errors import SpecError
 from modelseal.format.canonical import load_json
+from modelseal.format.interface import EvaluationSummary, Interface
 from modelseal.format.manifest import (
+    OPTIONAL_SECTIONS,
     SCHEMA,
     Build,
     FileEntry,
@@ -36,6 +38,7 @@ from modelseal.format.manifest import (
     read_name,
     read_object,
     read_runtime,
+    read_sections,
     read_str,
     read_training,
     read_trust,
@@ -85,6 +88,8 @@ class BundleSpec:
     hyperparameters: dict[str, HyperValue]
     training: dict[str, str] | None
     build: Build
+    interface: Interface | None = None
+    evaluation: EvaluationSummary | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str) -> BundleSpec:
@@ -100,7 +105,7 @@ class BundleSpec:
 
     @classmethod
     def _read(cls, value: object) -> BundleSpec:
-        obj = read_object(value, "", SPEC_FIELDS, optional=("schema",))
+        obj = read_object(value, "", SPEC_FIELDS, optional=("schema", *OPTIONAL_SECTIONS))
         # Optional so that the first rules need not write it; a later version must be refused.
         schema = read_str(obj.get("schema", SPEC_SCHEMA), "schema")
         if schema != SPEC_SCHEMA:
@@ -108,6 +113,7 @@ class BundleSpec:
         runtime = read_runtime(obj["runtime"], "runtime")
         files = read_files(obj["files"], "files")
         check_pex_listed(runtime, files, "runtime")
+        interface, evaluation = read_sections(obj)
         return cls(
             name=read_name(obj["name"], "name"),
             version=read_name(obj["version"], "version"),
@@ -122,6 +128,8 @@ class BundleSpec:
             hyperparameters=read_hyperparameters(obj["hyperparameters"], "hyperparameters"),
             training=read_training(obj["training"], "training"),
             build=read_build(obj["build"], "build", with_version=False),
+            interface=interface,
+            evaluation=evaluation,
         )
 
     def to_manifest(self) -> Manifest:
@@ -149,4 +157,6 @@ class BundleSpec:
                 pants_version=build.pants_version,
                 modelseal_version=__version__,
             ),
+            interface=self.interface,
+            evaluation=self.evaluation,
         )
