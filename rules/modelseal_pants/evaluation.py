@@ -8,8 +8,10 @@ of every `model_artifact`, run in the built `model.pex` (the bytes that ship) in
   `evaluation.json`; without a declared evaluation it is the smoke test alone (import the
   handler, `load(weights)`), and its output is not kept.
 - `measure_model`: `python model.pex measure` times predictions and reads peak memory, checks the
-  gates on them, and is never persisted (PER_RESTART_SUCCESSFUL, like signing): its numbers go
-  only into the signed evaluate link.
+  gates on them, and is never persisted (PER_RESTART_SUCCESSFUL, like signing): every new pantsd
+  measures again. It writes the bound each measured gate proved (`"p95_latency_ms": "<= 50"`),
+  which the signed evaluate link carries and which is the same on every machine whose run
+  passes, so dist/ stays byte-reproducible; the raw numbers are logged here, not recorded.
 
 A failure raises with one message naming the target, what failed (the missing module and the
 resolve that lacks it, the exception, or the gate's metric, measured value and threshold) and the
@@ -25,6 +27,7 @@ without network.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +68,8 @@ from modelseal_pants.evaluation_types import (
     ModelEvaluationTarget,
     OutputSchemaField,
 )
+
+logger = logging.getLogger(__name__)
 
 DATA_DIR = "evaluation-data"
 CONFIG_PATH = "evaluation-config.json"
@@ -250,6 +255,12 @@ async def run_model(request: RunModelRequest) -> ModelRun:
     )
     if result.exit_code != 0:
         raise ModelRunError(_failure_message(request, result))
+    if measuring:
+        measured = json.loads(result.stdout.decode("utf-8").strip().splitlines()[-1])
+        logger.info(
+            f"Measured {request.model} (gates held; the evaluate link records their bounds): "
+            + ", ".join(f"{name} {value}" for name, value in sorted(measured.items()))
+        )
     return ModelRun(result.output_digest)
 
 

@@ -2,9 +2,11 @@
 metric minima, maxima of what the evaluate step measured, and data governance (the licenses and
 tags of the evaluation data), checked at install time.
 
-Measured latency and memory are read from the verified `evaluate` link's byproducts (the bundle
-does not carry them: they vary from run to run); metric minima from the manifest's metrics and
-its evaluation summary. A rule on something the bundle does not record fails: a policy that asks
+Latency and memory are read from the verified `evaluate` link's byproducts, which hold, per
+measured gate, the bound the build's measurement proved (`"p95_latency_ms": "<= 50"`): the raw
+numbers vary from run to run, and the link is part of the byte-reproducible bundle
+(docs/evaluation.md). A policy maximum holds when that proven bound is at most the maximum. Metric
+minima come from the manifest's metrics and its evaluation summary. A rule on something the bundle does not record fails: a policy that asks
 for an evaluated model is not met by one that was never evaluated.
 """
 
@@ -30,8 +32,9 @@ __all__ = [
 def read_measurements(root: str) -> dict[str, float]:
     """The byproducts of the bundle's evaluate links, which in-toto verification has already
     checked: only links of the layout's `evaluate` step, by its keys, are read (any other file is
-    ignored, as in-toto ignores it). With several (a threshold above 1), the largest value of each
-    measurement counts. {} when the layout has no evaluate step."""
+    ignored, as in-toto ignores it). Each is an upper bound; with several links (a threshold
+    above 1), the largest bound of each measurement counts. {} when the layout has no evaluate
+    step."""
     with open(os.path.join(root, PROVENANCE_DIR, "root.layout"), "rb") as f:
         layout = load_json(f.read())
     steps = layout["signed"]["steps"]  # type: ignore[index]
@@ -46,7 +49,7 @@ def read_measurements(root: str) -> dict[str, float]:
             with open(path, "rb") as f:
                 link = load_json(f.read())
             for name, value in link["signed"]["byproducts"].items():  # type: ignore[index]
-                number = _number(value)
+                number = _upper_bound(value)
                 if number is not None:
                     result[name] = max(number, result.get(name, float("-inf")))
     return result
@@ -65,19 +68,19 @@ def check_evaluation_file(root: str, manifest: Manifest) -> None:
         )
 
 
-def _number(value: object) -> float | None:
-    """A measurement: a decimal string (in-toto's canonical JSON has no floats) or an integer."""
-    if isinstance(value, bool):
+def _upper_bound(value: object) -> float | None:
+    """The bound of an attested measurement, `"<= 50"` or `"< 50"` (text: in-toto's canonical
+    JSON has no floats); None for anything else (`samples`, a lower bound)."""
+    if not isinstance(value, str):
         return None
-    if isinstance(value, int):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
+    op, _, number = value.partition(" ")
+    if op not in ("<=", "<"):
+        return None
+    try:
+        bound = float(number)
+    except ValueError:
+        return None
+    return bound if math.isfinite(bound) else None
 
 
 def metric_value(manifest: Manifest, name: str) -> float | None:
@@ -96,14 +99,15 @@ def check_measurements(
         value = measured.get(name)
         if value is None or value > maximum:
             raise PolicyError(
-                what=f"the measured {name} is above the policy's maximum",
+                what=f"the bound the build proved on {name} is above the policy's maximum",
                 where=f"{where}: max_measurements.{name} (the evaluate link's byproducts)",
-                remedy="make the model faster or smaller and rebuild, or change the policy; a "
-                "model built without a model_evaluation records no measurements",
+                remedy=f"gate {name} at most {maximum} in the model_evaluation (the build then "
+                "measures against it) and rebuild, or change the policy; a model built without "
+                "such a gate records no bound",
                 expected=f"<= {maximum}",
-                found="not measured" if value is None else str(value),
+                found="no gate measured it" if value is None else f"<= {value:g}",
             )
-        held.append(f"{name} {value} <= {maximum}")
+        held.append(f"{name} <= {value:g} (measured by the build) <= {maximum:g}")
 
 
 def check_data(
