@@ -5,9 +5,11 @@ The evaluate link's materials are the packaged `model.pex` and weights (which mu
 `package` step's products) and the evaluation data (under `evaluation-data/`, recorded as they
 were); its one product is `evaluation.json`. The `sign` step must then have signed that very
 `evaluation.json` (REQUIRE, then MATCH against the evaluate step's products), so a bundle whose
-evaluation record was dropped or replaced fails `in-toto-verify`, as does one whose layout has an
-evaluate step but no link for it. The measured latency and memory are the link's byproducts:
-signed, but outside the bundle, whose bytes must not vary from run to run.
+evaluation record was dropped or replaced fails `in-toto-verify` (the file inspection REQUIREs it
+too: the sign link's materials alone say what was signed, not what is still there), as does one
+whose layout has an evaluate step but no link for it. The link's byproducts are what the
+measurement proved: per measured gate, the bound it held under, which is the same on every
+passing run (the raw numbers vary, and the link is in the byte-reproducible bundle).
 """
 
 from __future__ import annotations
@@ -53,7 +55,12 @@ def evaluation_rules(with_evaluate: bool) -> dict[str, tuple[Rules, Rules]]:
 
 
 def inspection_rules(with_evaluate: bool) -> Rules:
-    """What the file inspection accepts beyond the package step's products."""
+    """What the file inspection requires and accepts beyond the package step's products: the
+    evaluation record must still be in the bundle (REQUIRE: a MATCH alone accepts its absence)
+    and be the one the evaluate step produced."""
     if not with_evaluate:
         return []
-    return [["MATCH", EVALUATION_PATH, "WITH", "PRODUCTS", "FROM", "evaluate"]]
+    return [
+        ["REQUIRE", EVALUATION_PATH],
+        ["MATCH", EVALUATION_PATH, "WITH", "PRODUCTS", "FROM", "evaluate"],
+    ]
