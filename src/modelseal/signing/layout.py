@@ -13,6 +13,7 @@ from in_toto.models.metadata import Metablock  # type: ignore[import-untyped]
 from modelseal.errors import SpecError
 from modelseal.format.canonical import TIMESTAMP_FORMAT, canonical_json, load_json
 from modelseal.keys.core import PublicKey, Signer
+from modelseal.signing.evaluate_step import evaluation_rules, inspection_rules
 from modelseal.signing.links import (
     INSPECTION_NAME,
     STEPS,
@@ -20,7 +21,6 @@ from modelseal.signing.links import (
     in_toto_key,
     owner_key_id,
 )
-from modelseal.signing.evaluate_step import evaluation_rules, inspection_rules
 
 OPTIONAL_STEPS = ("train", "evaluate")  # present when the model was trained / evaluated
 

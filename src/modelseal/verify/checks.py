@@ -57,8 +57,8 @@ from modelseal.format.safe_extract import (
 from modelseal.format.tree import walk
 from modelseal.keys.core import PublicKey
 from modelseal.keys.ids import short_key_id
-from modelseal.verify.hostcheck import Host, check_constraints, check_wheels, read_pex_info
 from modelseal.verify.evaluation_policy import check_evaluation_file, read_measurements
+from modelseal.verify.hostcheck import Host, check_constraints, check_wheels, read_pex_info
 from modelseal.verify.policy import PolicyFacts, evaluate
 from modelseal.verify.report import (
     CHECKS,

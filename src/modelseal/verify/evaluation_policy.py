@@ -6,8 +6,9 @@ Latency and memory are read from the verified `evaluate` link's byproducts, whic
 measured gate, the bound the build's measurement proved (`"p95_latency_ms": "<= 50"`): the raw
 numbers vary from run to run, and the link is part of the byte-reproducible bundle
 (docs/evaluation.md). A policy maximum holds when that proven bound is at most the maximum. Metric
-minima come from the manifest's metrics and its evaluation summary. A rule on something the bundle does not record fails: a policy that asks
-for an evaluated model is not met by one that was never evaluated.
+minima come from the manifest's metrics and its evaluation summary. A rule on something the bundle
+does not record fails: a policy that asks for an evaluated model is not met by one that was never
+evaluated.
 """
 
 from __future__ import annotations
