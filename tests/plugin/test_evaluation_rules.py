@@ -143,9 +143,8 @@ def test_evaluation_is_recorded_and_linked(rule_runner: RuleRunner) -> None:  # 
         "weights/nested/scale.txt",
     ]
     assert list(link["products"]) == ["evaluation.json"]
-    assert link["byproducts"]["samples"] == 10
-    assert 0 < float(link["byproducts"]["p95_latency_ms"]) <= 60000
-    assert float(link["byproducts"]["peak_rss_mb"]) > 1
+    # The bound the measured gate proved, the same on every passing run (docs/evaluation.md).
+    assert link["byproducts"] == {"p95_latency_ms": "<= 60000", "samples": 10}
     layout = json.loads(files[f"{prefix}provenance/root.layout"])["signed"]
     assert [s["name"] for s in layout["steps"]] == ["package", "evaluate", "sign"]
 
