@@ -37,3 +37,15 @@ def predict(model: IrisModel, inputs: Any) -> Any:
         "predictions": [model.classes[int(i)] for i in probabilities.argmax(axis=1)],
         "probabilities": [[round(float(p), 6) for p in row] for row in probabilities],
     }
+
+
+def evaluate(model: IrisModel, dataset_dir: str) -> dict[str, float]:
+    """Accuracy on the held-out split training left out (every fifth row of data/iris.csv):
+    the build runs this against model.pex before it signs (docs/evaluation.md)."""
+    rows = np.loadtxt(
+        os.path.join(dataset_dir, "data", "iris.csv"), delimiter=",", skiprows=1, dtype=str
+    )
+    held_out = rows[np.arange(len(rows)) % 5 == 0]
+    predicted = predict(model, {"instances": held_out[:, :4].astype(np.float64).tolist()})
+    right = sum(p == s for p, s in zip(predicted["predictions"], held_out[:, 4]))
+    return {"accuracy": right / len(held_out), "held_out_samples": len(held_out)}

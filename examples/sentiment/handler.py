@@ -54,3 +54,13 @@ def predict(model: SentimentModel, inputs: Any) -> Any:
             "probabilities": [round(float(p), 6) for p in probabilities],
         })
     return {"predictions": results}
+
+
+def evaluate(model: SentimentModel, dataset_dir: str) -> dict[str, float]:
+    """Accuracy on labelled sentences (evaluation/labelled.json), run by the build against
+    model.pex before it signs (docs/evaluation.md)."""
+    with open(os.path.join(dataset_dir, "evaluation", "labelled.json"), encoding="utf-8") as f:
+        labelled = json.load(f)
+    predicted = predict(model, {"texts": [text for text, _ in labelled]})["predictions"]
+    right = sum(p["label"] == label for p, (_, label) in zip(predicted, labelled))
+    return {"accuracy": right / len(labelled), "sentences": len(labelled)}

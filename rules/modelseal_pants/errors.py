@@ -35,3 +35,13 @@ class LockfileError(ModelsealPluginError):
 
 class LayoutExpiredError(ModelsealPluginError):
     """The layout would be expired from the day it is written (SOURCE_DATE_EPOCH + validity)."""
+
+
+class UnownedImportError(ModelsealPluginError):
+    """A model's closure imports a module its resolve lacks (unowned.py): model.pex could not
+    import it, so nothing is built or signed."""
+
+
+class ModelRunError(ModelsealPluginError):
+    """The smoke test, evaluation or measurement of model.pex failed, or a gate did not hold:
+    nothing is signed or written to dist/ (evaluation.py)."""

@@ -36,10 +36,14 @@ class WriteManifest(ToolCommand):
     spec: str
     out: str
     pex: str | None = None  # its wheels give the manifest's runtime.environments
+    evaluation: str = ""  # evaluation.json, whose summary the manifest gains
 
     def argv(self) -> tuple[str, ...]:
-        pex = () if self.pex is None else ("--pex", self.pex)
-        return ("manifest", "--spec", self.spec, "--out", self.out, *pex)
+        return (
+            "manifest", "--spec", self.spec, "--out", self.out,
+            *(("--pex", self.pex) if self.pex is not None else ()),
+            *(("--evaluation", self.evaluation) if self.evaluation else ()),
+        )
 
 
 @dataclass(frozen=True)
@@ -103,11 +107,13 @@ class RecordLink(ToolCommand):
     materials: tuple[str, ...]
     products: tuple[str, ...]
     environment: str = ""
+    byproducts: str = ""  # a JSON file: the evaluate step's measurements
 
     def argv(self) -> tuple[str, ...]:
         return (
             "link", f"--step={self.step}", f"--key={self.key}", f"--out={self.out}",
             *((f"--environment={self.environment}",) if self.environment else ()),
+            *((f"--byproducts={self.byproducts}",) if self.byproducts else ()),
             f"--known-digests={self.known_digests}",
             "--materials", *self.materials,
             "--products", *self.products,

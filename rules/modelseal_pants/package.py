@@ -6,20 +6,27 @@ nothing is hashed twice), and the modelseal tool decides every byte of the manif
 `package_model_artifact` only sequences named steps, each a rule with its own request and result:
 
 1. check      `CheckedModelArtifact`  (artifact.py: fields, weights or training, entry point, lock)
+   and the imports of the model's closure (unowned.py: an import the resolve lacks is an error)
 2. model.pex  `ModelPexRequest -> ModelPex`             (package_steps.py)
-3. manifest   `ManifestRequest -> Manifest`             (package_steps.py)
+3. manifest   `ManifestRequest -> Manifest`             (package_steps.py; with the interface)
 4. assemble   `UnsignedBundleRequest -> UnsignedBundle` (package_steps.py)
-5. sign       `SignBundleRequest -> SignedBundle`     (signing.py: layout, links, model.sig)
-6. archive    `ArchiveRequest -> BundleArchive`         (package_steps.py)
-
-A new step (e.g. evaluating model.pex before it is signed) is a rule of its own called here
-between two of these, with its result passed on to the next.
+5. evaluate   `RunModelRequest -> ModelRun`             (evaluation.py: the smoke test of every
+              model; with a model_evaluation also evaluation.json, the manifest again with its
+              summary, and the measurement, whose numbers only the evaluate link records)
+6. sign       `SignBundleRequest -> SignedBundle`     (signing.py: layout, links, model.sig)
+7. archive    `ArchiveRequest -> BundleArchive`         (package_steps.py)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
+from pants.backend.python.util_rules.pex_from_targets import (
+    ChosenPythonResolve,
+    ChosenPythonResolveRequest,
+)
 from pants.core.goals.package import (
     BuiltPackage,
     BuiltPackageArtifact,
@@ -38,9 +45,17 @@ from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
-from modelseal_pants import artifact, package_steps
+from modelseal_pants import artifact, evaluation, package_steps, unowned
 from modelseal_pants.artifact import CheckedModelArtifact, ModelArtifactFieldSet
 from modelseal_pants.build_info import BuildInfo, BuildInfoRequest
+from modelseal_pants.errors import UnownedImportError
+from modelseal_pants.evaluation import (
+    MEASUREMENTS_PATH,
+    DeclaredEvaluation,
+    EvaluationRequest,
+    ModelRun,
+    RunModelRequest,
+)
 from modelseal_pants.package_steps import (
     ArchiveRequest,
     BundleArchive,
@@ -54,12 +69,14 @@ from modelseal_pants.package_steps import (
     manifest_spec,
 )
 from modelseal_pants.signing import (
+    EvaluationForSigning,
     SignBundleRequest,
     SignedBundle,
     SigningKeys,
     SigningKeysRequest,
 )
 from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
+from modelseal_pants.unowned import UnownedImports, UnownedImportsRequest
 
 
 async def _package_materials(
@@ -78,24 +95,53 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
     """The steps, in order: check, build model.pex, write the manifest, assemble, sign (train,
     package and sign links, layout, model.sig: `signing.sign_bundle`), archive."""
     checked = await Get(CheckedModelArtifact, ModelArtifactFieldSet, fs)
-    runtime, info, keys = await MultiGet(
+    runtime, info, keys, unowned, declared, resolve = await MultiGet(
         Get(RuntimeSources, RuntimeSourcesRequest()),
         Get(BuildInfo, BuildInfoRequest()),
         Get(SigningKeys, SigningKeysRequest()),
+        Get(UnownedImports, UnownedImportsRequest(checked.roots, str(fs.address))),
+        Get(DeclaredEvaluation, EvaluationRequest(fs.address)),
+        Get(ChosenPythonResolve, ChosenPythonResolveRequest(checked.roots)),
     )
+    if unowned.imports:
+        raise UnownedImportError(
+            unowned.message(str(fs.address), {resolve.name: resolve.lockfile.url})
+        )
     pex = await Get(ModelPex, ModelPexRequest(fs, checked.roots, runtime.digest))
     weight_entries, pex_entries = await MultiGet(
         Get(DigestEntries, Digest, checked.weights.digest), Get(DigestEntries, Digest, pex.digest)
     )
     files = file_rows(weight_entries, "weights/") + file_rows(pex_entries, "")
     spec = manifest_spec(fs, checked, pex, files, info, keys.development)
-    manifest = await Get(
-        Manifest,
-        ManifestRequest(json.dumps(spec, sort_keys=True).encode(), fs.address, pex.digest),
-    )
+    if declared.interface:
+        spec["interface"] = json.loads(declared.interface)
+    spec_bytes = json.dumps(spec, sort_keys=True).encode()
+    manifest = await Get(Manifest, ManifestRequest(spec_bytes, fs.address, pex.digest))
     unsigned = await Get(
         UnsignedBundle, UnsignedBundleRequest(checked.weights.digest, pex.digest, manifest.digest)
     )
+    run = RunModelRequest(
+        "evaluate", fs.address, unsigned.digest, declared,
+        InterpreterConstraints(pex.interpreter_constraints), resolve.name, resolve.lockfile.url,
+    )
+    evaluated = await Get(ModelRun, RunModelRequest, run)  # the smoke test, at least
+    evaluation = None
+    if declared.declared:
+        final, measured = await MultiGet(
+            Get(Manifest, ManifestRequest(spec_bytes, fs.address, pex.digest, evaluated.output)),
+            Get(ModelRun, RunModelRequest, dataclasses.replace(run, command="measure")),
+        )
+        unsigned = await Get(
+            UnsignedBundle,
+            UnsignedBundleRequest(
+                checked.weights.digest, pex.digest, final.digest, evaluated.output
+            ),
+        )
+        evaluation = EvaluationForSigning(
+            await Get(Digest, MergeDigests([declared.data, measured.output])),
+            declared.data_paths,
+            MEASUREMENTS_PATH,
+        )
     materials, material_paths = await _package_materials(checked, runtime)
     signed = await Get(
         SignedBundle,
@@ -113,6 +159,7 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
             package_materials=materials,
             package_material_paths=material_paths,
             known_digests=unsigned.known_digests,
+            evaluation=evaluation,
         ),
     )
     bundle = await Get(Digest, AddPrefix(signed.digest, fs.bundle_name))
@@ -138,6 +185,8 @@ def rules() -> list[Rule | UnionRule]:
     return [
         *artifact.rules(),
         *package_steps.rules(),
+        *evaluation.rules(),
+        *unowned.rules(),
         *collect_rules(),
         UnionRule(PackageFieldSet, ModelArtifactFieldSet),
     ]

@@ -25,6 +25,7 @@ from pants.backend.python.util_rules.pex_from_targets import (
 from pants.backend.python.util_rules.pex_requirements import PexRequirements
 from pants.engine.addresses import Address, Addresses, UnparsedAddressInputs
 from pants.engine.fs import (
+    EMPTY_DIGEST,
     AddPrefix,
     CreateDigest,
     Digest,
@@ -158,6 +159,7 @@ class ManifestRequest:
     spec: bytes  # manifest_spec(), as JSON
     address: Address
     pex: Digest  # model.pex at the root: the tool reads its wheels' environments
+    evaluation: Digest | None = None  # evaluation.json: the manifest gains its summary
 
 
 @dataclass(frozen=True)
@@ -170,12 +172,18 @@ class Manifest:
 @rule(desc="Writing a model manifest", level=LogLevel.DEBUG)
 async def write_manifest(request: ManifestRequest) -> Manifest:
     spec = await Get(Digest, CreateDigest([FileContent("spec.json", request.spec)]))
-    inputs = await Get(Digest, MergeDigests([spec, request.pex]))
+    inputs = [spec, request.pex]
+    if request.evaluation is not None:
+        inputs.append(request.evaluation)
+    merged = await Get(Digest, MergeDigests(inputs))
     result = await Get(
         ProcessResult,
         ToolInvocation(
-            WriteManifest(spec="spec.json", out="manifest.json", pex="model.pex"),
-            inputs,
+            WriteManifest(
+                spec="spec.json", out="manifest.json", pex="model.pex",
+                evaluation="evaluation.json" if request.evaluation is not None else "",
+            ),
+            merged,
             f"Writing the manifest of {request.address}",
             output_files=("manifest.json",),
         ),
@@ -188,6 +196,7 @@ class UnsignedBundleRequest:
     weights: Digest  # relative to weights/
     pex: Digest
     manifest: Digest
+    evaluation: Digest = EMPTY_DIGEST  # evaluation.json, when an evaluation is declared
 
 
 @dataclass(frozen=True)
@@ -203,7 +212,9 @@ class UnsignedBundle:
 @rule(desc="Assembling a model bundle", level=LogLevel.DEBUG)
 async def assemble_bundle(request: UnsignedBundleRequest) -> UnsignedBundle:
     weights = await Get(Digest, AddPrefix(request.weights, "weights"))
-    bundle = await Get(Digest, MergeDigests([weights, request.pex, request.manifest]))
+    bundle = await Get(
+        Digest, MergeDigests([weights, request.pex, request.manifest, request.evaluation])
+    )
     entries = await Get(DigestEntries, Digest, bundle)
     known = {
         row["path"]: {"sha256": row["sha256"], "size": row["size"]}

@@ -19,11 +19,12 @@ from modelseal_pants import (
     training,
     verify_goal,
 )
+from modelseal_pants.evaluation_types import ModelEvaluationRefField, ModelEvaluationTarget
 from modelseal_pants.target_types import ModelArtifactTarget, ModelTrainingTarget
 
 
 def target_types() -> Iterable[type[Target]]:
-    return (ModelArtifactTarget, ModelTrainingTarget)
+    return (ModelArtifactTarget, ModelTrainingTarget, ModelEvaluationTarget)
 
 
 def rules() -> Iterable[Rule | UnionRule]:
@@ -37,4 +38,6 @@ def rules() -> Iterable[Rule | UnionRule]:
         *package.rules(),
         *verify_goal.rules(),
         *reproduce_goal.rules(),
+        # `evaluation=":eval"` on model_artifact (evaluation_types.py).
+        ModelArtifactTarget.register_plugin_field(ModelEvaluationRefField),
     )

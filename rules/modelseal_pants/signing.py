@@ -57,6 +57,13 @@ from modelseal_pants.subsystem import ModelsealSubsystem
 
 
 @dataclass(frozen=True)
+class EvaluationForSigning:
+    inputs: Digest  # evaluation-data/... and measurements.json
+    data_paths: tuple[str, ...]  # evaluation-data/...
+    measurements: str  # measurements.json
+
+
+@dataclass(frozen=True)
 class SignBundleRequest:
     """An unsigned bundle (files at the digest's root) and what its provenance is made of."""
 
@@ -73,6 +80,9 @@ class SignBundleRequest:
     # KNOWN_DIGESTS_PATH: {bundle path: {sha256, size}} of every file of `bundle`, from Pants'
     # own digests of those bytes, so that no step hashes the weights again.
     known_digests: Digest
+    # With a declared evaluation: the evaluation data (evaluation-data/...) and the measurements
+    # (measurements.json) the evaluate link records; `bundle` then holds evaluation.json.
+    evaluation: EvaluationForSigning | None = None
 
 
 KNOWN_DIGESTS_PATH = ".modelseal/known-digests.json"
@@ -162,8 +172,9 @@ async def write_layout(request: LayoutRequest, subsystem: ModelsealSubsystem) ->
                 owner_key=keys["owner"],
                 steps=tuple(
                     (step, (f"keys/{STEP_ROLES[step]}.pub", *extra.get(step, ())))
-                    for step in ("train", "package", "sign")
-                    if step != "train" or trained
+                    for step in ("train", "package", "evaluate", "sign")
+                    if (step != "train" or trained)
+                    and (step != "evaluate" or bundle.evaluation is not None)
                 ),
                 thresholds=tuple(sorted(subsystem.thresholds.items())),
                 expires=request.expires,
@@ -179,14 +190,16 @@ async def write_layout(request: LayoutRequest, subsystem: ModelsealSubsystem) ->
 @dataclass(frozen=True)
 class LinkRequest:
     step: SigningStepRequest
-    name: str  # the layout's step: "train" or "package"
+    name: str  # the layout's step: "train", "package" or "evaluate"
 
 
 @dataclass(frozen=True)
 class Link:
     """`provenance/<step>.<keyid8>.link`. train: imported as it is, or recorded for an in-build
     training (nothing without either); package: what model.pex, the manifest and weights/ came
-    from."""
+    from; evaluate (with a declared evaluation): model.pex, weights and the evaluation data ->
+    evaluation.json, with the bounds the measured gates proved as byproducts
+    (docs/evaluation.md)."""
 
     digest: Digest
 
@@ -207,6 +220,18 @@ async def record_link(request: LinkRequest) -> Link:
             environment="environment.json", known_digests=KNOWN_DIGESTS_PATH,
             materials=bundle.train_materials,
             products=("metrics.json", *bundle.train_products),
+        )
+    elif request.name == "evaluate":
+        evaluation = bundle.evaluation
+        if evaluation is None:
+            return Link(EMPTY_DIGEST)
+        materials = evaluation.inputs
+        command = RecordLink(
+            step="evaluate", key=keys["evaluate"], out="provenance",
+            known_digests=KNOWN_DIGESTS_PATH,
+            materials=("model.pex", "weights", *evaluation.data_paths),
+            products=("evaluation.json",),
+            byproducts=evaluation.measurements,
         )
     else:
         materials = bundle.package_materials
@@ -312,11 +337,13 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
     )
     step = SigningStepRequest(request, keys, publics)
     layout = await Get(Layout, LayoutRequest(step, expires))
-    train, package = await MultiGet(
-        Get(Link, LinkRequest(step, "train")), Get(Link, LinkRequest(step, "package"))
+    train, package, evaluate = await MultiGet(
+        Get(Link, LinkRequest(step, "train")),
+        Get(Link, LinkRequest(step, "package")),
+        Get(Link, LinkRequest(step, "evaluate")),
     )
     provenance = await Get(
-        Digest, MergeDigests([layout.digest, train.digest, package.digest])
+        Digest, MergeDigests([layout.digest, train.digest, package.digest, evaluate.digest])
     )
     signature = await Get(Signature, SignatureRequest(step, provenance))
     result = await Get(Digest, MergeDigests([request.bundle, provenance, signature.digest]))

@@ -33,9 +33,12 @@ from modelseal_pants.invocation import (
 )
 from modelseal_pants.subsystem import ModelsealSubsystem
 
-ROLES = ("owner", "train", "package", "release")
+ROLES = ("owner", "train", "package", "evaluate", "release")
 # The role whose public key each in-toto step trusts: the release key signs the `sign` step.
-STEP_ROLES = {"train": "train", "package": "package", "sign": "release"}
+STEP_ROLES = {"train": "train", "package": "package", "evaluate": "evaluate", "sign": "release"}
+# A release configuration written before the evaluate step may leave `evaluate_key` unset: the
+# builder's (package) key then signs the evaluate links too.
+OPTIONAL_ROLES = {"evaluate": "package"}
 
 
 @dataclass(frozen=True)
@@ -63,14 +66,17 @@ def _env_names(references: Iterable[str]) -> list[str]:
 @rule(desc="Finding the signing keys", level=LogLevel.DEBUG)
 async def signing_keys(_: SigningKeysRequest, subsystem: ModelsealSubsystem) -> SigningKeys:
     configured = {role: subsystem.key(role) or "" for role in ROLES}
-    missing = [role for role, ref in configured.items() if not ref]
-    if missing and len(missing) < len(ROLES):
+    missing = [role for role, ref in configured.items() if not ref and role not in OPTIONAL_ROLES]
+    required = len(ROLES) - len(OPTIONAL_ROLES)
+    if missing and len(missing) < required:
         raise SigningKeysError(
             "Configure every signing key or none (none means the development keyring): "
             + ", ".join(f"`[modelseal].{role}_key`" for role in missing)
             + " is not set."
         )
     if not missing:
+        for role, fallback in OPTIONAL_ROLES.items():
+            configured[role] = configured[role] or configured[fallback]
         names = _env_names(configured.values())
         env = await Get(
             EnvironmentVars, EnvironmentVarsRequest([*names, *subsystem.signing_env_vars])

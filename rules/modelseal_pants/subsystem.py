@@ -31,6 +31,11 @@ class ModelsealSubsystem(Subsystem):
     package_key = StrOption(
         default=None, help="The builder's key, which signs `package` links (a reference)."
     )
+    evaluate_key = StrOption(
+        default=None,
+        help="The key that signs `evaluate` links (the build's smoke test and evaluation of "
+        "model.pex): a reference. Unset in a release configuration: the package key signs them.",
+    )
     release_key = StrOption(
         default=None,
         help=softwrap(

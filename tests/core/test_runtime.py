@@ -285,6 +285,8 @@ ALLOWED = {
     "modelseal.format",
     "modelseal.format.manifest",
     "modelseal.format.fields",
+    "modelseal.format.interface",
+    "modelseal.embedded.schema",
     "modelseal.format.canonical",
     "modelseal.format.digests",
     "modelseal.format.tree",

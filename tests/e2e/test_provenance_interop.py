@@ -63,10 +63,84 @@ def test_reference_tools_accept_the_bundle(
     assert verified.returncode == 0, verified.stdout + verified.stderr
     signed = model_signing_verify(tools, unpacked, builds.keyring / "release.pub")
     assert signed.returncode == 0, signed.stdout + signed.stderr
+    # Both examples declare an evaluation: the layout chains package -> evaluate -> sign.
+    layout = json.loads((unpacked / "provenance/root.layout").read_text())["signed"]
+    steps = [step["name"] for step in layout["steps"]]
+    assert steps[-3:] == ["package", "evaluate", "sign"]
+    (link,) = unpacked.glob("provenance/evaluate.*.link")
+    byproducts = json.loads(link.read_text())["signed"]["byproducts"]
+    # The bounds the measurement proved (the raw numbers vary by run; dist/ must not).
+    assert byproducts == {"p95_latency_ms": "<= 50", "peak_rss_mb": "<= 512", "samples": 50}
+
+
+@pytest.mark.parametrize("victim", ["provenance/evaluate.*.link", "evaluation.json"])
+def test_an_evaluation_record_cannot_be_dropped(
+    builds: Builds, tools: Path, tmp_path: Path, victim: str
+) -> None:
+    """Without its evaluate link (the layout's evaluate step has no link) or without
+    evaluation.json (the file inspection REQUIREs it), in-toto-verify refuses the bundle; both
+    files are also covered by model.sig, so model_signing and modelseal verify refuse it too."""
+    unpacked = unpack(builds, "examples.iris/model/iris-1.0.0", tmp_path)
+    (path,) = unpacked.glob(victim)
+    path.unlink()
+    verified = in_toto_verify(tools, unpacked, builds.keyring / "owner.pub")
+    assert verified.returncode != 0, verified.stdout + verified.stderr
+    signed = model_signing_verify(tools, unpacked, builds.keyring / "release.pub")
+    assert signed.returncode != 0, signed.stdout + signed.stderr
+    checked = subprocess.run(
+        [str(find_python(11)), str(builds.first / "modelseal.pex"), "verify", str(unpacked),
+         "--trust", str(builds.keyring / "owner.pub"),
+         "--release-key", str(builds.keyring / "release.pub"), "--allow-development",
+         f"--python={find_python(11)}"],
+        capture_output=True, text=True,
+    )
+    assert checked.returncode != 0, checked.stdout
+    assert ("evaluation.json" if victim == "evaluation.json" else "evaluate") in (
+        checked.stdout + checked.stderr
+    )
+
+
+POLICY = {
+    "schema": "modelseal.policy/v1",
+    "required_steps": ["package", "evaluate", "sign"],
+    "min_metrics": {"accuracy": 0.9},
+    "max_measurements": {"p95_latency_ms": 50, "peak_rss_mb": 512},
+    "allowed_dataset_licenses": ["CC-BY-4.0", "CC0-1.0"],
+    "forbidden_dataset_tags": ["pii"],
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "passes", "says"),
+    [
+        ({}, True, "p95_latency_ms"),
+        ({"max_measurements": {"p95_latency_ms": 0.0001}}, False, "p95_latency_ms is above"),
+        ({"allowed_dataset_licenses": ["MIT"]}, False, "evaluation data's license"),
+        ({"forbidden_dataset_tags": ["public"]}, False, "tagged 'public'"),
+        ({"min_metrics": {"accuracy": 0.99}}, False, "'accuracy' is below"),
+    ],
+)
+def test_verify_policy_on_the_evaluation(
+    builds: Builds, tmp_path: Path, change: dict[str, object], passes: bool, says: str
+) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({**POLICY, **change, "allow_development": True}))
+    result = subprocess.run(
+        [str(find_python(11)), str(builds.first / "modelseal.pex"), "verify",
+         str(builds.first / "examples.iris/model/iris-1.0.0.tar"),
+         "--trust", str(builds.keyring / "owner.pub"),
+         "--release-key", str(builds.keyring / "release.pub"), "--allow-development",
+         f"--python={find_python(11)}", "--policy", str(policy)],
+        capture_output=True, text=True,
+    )
+    assert (result.returncode == 0) == passes, result.stdout + result.stderr
+    assert says in result.stdout + result.stderr
+    if not passes:
+        assert result.returncode == 15  # EXIT_POLICY
 
 
 @pytest.mark.parametrize("bundle", sorted(BUNDLES))
-@pytest.mark.parametrize("victim", ["weight", "model.pex", "manifest.json"])
+@pytest.mark.parametrize("victim", ["weight", "model.pex", "manifest.json", "evaluation.json"])
 def test_one_changed_byte_fails_both(
     builds: Builds, tools: Path, tmp_path: Path, bundle: str, victim: str
 ) -> None:

@@ -24,6 +24,11 @@ def link_arguments(parser: argparse.ArgumentParser) -> None:
         "--environment", metavar="JSON", help="a JSON object to record as the link's environment"
     )
     parser.add_argument("--known-digests", metavar="JSON", help=KNOWN_DIGESTS_HELP)
+    parser.add_argument(
+        "--byproducts",
+        metavar="JSON",
+        help="a JSON object to record as the link's byproducts (the evaluate step's measurements)",
+    )
 
 
 def link(args: argparse.Namespace) -> int:
@@ -38,8 +43,15 @@ def link(args: argparse.Namespace) -> int:
     if args.environment:
         with open(args.environment, encoding="utf-8") as f:
             environment = json.load(f)
+    byproducts = None
+    if args.byproducts:
+        with open(args.byproducts, encoding="utf-8") as f:
+            byproducts = json.load(f)
     os.makedirs(args.out, exist_ok=True)
-    write_link(args.step, materials, products, signer, args.out, environment=environment)
+    write_link(
+        args.step, materials, products, signer, args.out,
+        environment=environment, byproducts=byproducts,
+    )
     return EXIT_OK
 
 

@@ -84,11 +84,15 @@ def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="model.pex",
         help="the built PEX: its wheels give the manifest's runtime.environments",
     )
+    parser.add_argument(
+        "--evaluation", metavar="evaluation.json", help="add this evaluation's summary"
+    )
 
 
 def _manifest(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from modelseal.cli.evaluation import check_interface, with_evaluation
     from modelseal.format.atomic import write_atomic
     from modelseal.format.spec import BundleSpec
     from modelseal.verify.environments import environments_from_wheels
@@ -96,6 +100,9 @@ def _manifest(args: argparse.Namespace) -> int:
 
     with open(args.spec, "rb") as f:
         spec = BundleSpec.from_bytes(f.read(), source=args.spec)
+    check_interface(spec, args.spec)
+    if args.evaluation:
+        spec = with_evaluation(spec, args.evaluation)
     manifest = spec.to_manifest()
     # From the wheels actually in the PEX, not the target's platforms: a lock that lacks some
     # platform's wheels would otherwise be recorded as running there.

@@ -12,9 +12,13 @@ a module, class or object with two callables (docs/formats.md, "Handler interfac
     load(weights_dir: str) -> model       # once, with the absolute path of the bundle's weights/
     predict(model, inputs) -> outputs     # inputs: the JSON read from stdin; outputs: JSON values
 
-Standard library only, and of modelseal only the stdlib-only modules `manifest`, `canonical`,
-`digests` and `errors`: this runs inside every model's PEX, whose only dependencies are the
-model's.
+With an interface declared, `predict` refuses input its schema rejects: one line, exit code 3,
+and the model's code is never called. `evaluate` and `measure` are the build's smoke test and
+evaluation (`modelseal.embedded.evaluation`).
+
+Standard library only, and of modelseal only the stdlib-only modules `manifest`, `interface`,
+`canonical`, `digests`, `errors` and the embedded ones: this runs inside every model's PEX,
+whose only dependencies are the model's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
+from modelseal.embedded.schema import validate
 from modelseal.errors import IntegrityError, ModelsealError, SpecError
 from modelseal.format.canonical import canonical_json, load_json
 from modelseal.format.digests import check_tree
@@ -104,6 +109,14 @@ def predict(directory: str, manifest: Manifest, stdin: BinaryIO, stdout: BinaryI
             where="stdin",
             remedy="pass one JSON document on standard input",
         ) from None
+    if manifest.interface is not None:
+        problem = validate(inputs, manifest.interface.input_schema)
+        if problem:
+            raise SpecError(
+                what=f"the input does not match the model's input schema: {problem}",
+                where="stdin",
+                remedy="send input of the shape `model.pex info` shows under interface",
+            )
     handler = load_handler(manifest.entry_point)
     # The handler's own prints go to stderr: stdout carries only the predictions.
     with contextlib.redirect_stdout(sys.stderr):
@@ -134,6 +147,13 @@ def _parser() -> argparse.ArgumentParser:
         help="verify the weights, then read one JSON document on stdin and write the model's "
         "predictions as canonical JSON on stdout",
     )
+    for name, text in (
+        ("evaluate", "(the build's smoke test and evaluation) write evaluation.json"),
+        ("measure", "(the build's measurement) time predictions, read peak memory"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--config", required=True, help="the evaluation config (JSON)")
+        command.add_argument("--out", required=True, help="where to write the result (JSON)")
     return parser
 
 
@@ -148,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         manifest = load_manifest(directory)
         if args.command == "info":
             sys.stdout.write(describe(manifest))
+        elif args.command in ("evaluate", "measure"):
+            from modelseal.embedded.evaluation import run
+
+            return run(args.command, directory, manifest, args.config, args.out)
         else:
             sys.stdout.flush()
             predict(directory, manifest, sys.stdin.buffer, sys.stdout.buffer)

@@ -53,9 +53,17 @@ class Invalid(Exception):
         return SpecError(what=self.what, where=where, remedy=remedy)
 
 
+EVALUATION_PATH = "evaluation.json"
+
+
 def is_reserved(path: str) -> bool:
-    """Paths a manifest never lists: itself, and what signing adds to the bundle after it."""
-    return path in (MANIFEST_PATH, SIGNATURE_PATH) or path.startswith(PROVENANCE_DIR + "/")
+    """Paths a manifest never lists: itself, what signing adds to the bundle after it, and the
+    evaluation's record (the manifest holds its summary; model.sig and the evaluate link sign
+    the file itself)."""
+    return (
+        path in (MANIFEST_PATH, SIGNATURE_PATH, EVALUATION_PATH)
+        or path.startswith(PROVENANCE_DIR + "/")
+    )
 
 
 def bundle_path_problem(path: str) -> str | None:

@@ -24,6 +24,7 @@ from modelseal.format.fields import (
     COMMIT_RE,
     DATASET_RE,
     ENTRY_POINT_RE,
+    EVALUATION_PATH,
     MANIFEST_PATH,
     NAME_RE,
     PEX_PATH,
@@ -60,6 +61,14 @@ from modelseal.format.fields import (
     read_training,
     read_trust,
 )
+from modelseal.format.interface import (
+    EvaluationSummary,
+    Interface,
+    InvalidSection,
+    describe_sections,
+    read_evaluation,
+    read_interface,
+)
 
 # The field readers and records are re-exported: importers name the manifest module.
 __all__ = [
@@ -72,6 +81,7 @@ __all__ = [
     "COMMIT_RE",
     "DATASET_RE",
     "ENTRY_POINT_RE",
+    "EVALUATION_PATH",
     "FileEntry",
     "HyperValue",
     "Invalid",
@@ -115,6 +125,22 @@ MANIFEST_REMEDY = (
     "re-package the model or re-download the bundle"
 )
 
+OPTIONAL_SECTIONS = ("interface", "evaluation")
+
+
+def read_sections(
+    obj: Mapping[str, object],
+) -> tuple[Interface | None, EvaluationSummary | None]:
+    """The optional `interface` and `evaluation` sections of a manifest or spec."""
+    try:
+        return (
+            read_interface(obj.get("interface"), "interface"),
+            read_evaluation(obj.get("evaluation"), "evaluation"),
+        )
+    except InvalidSection as e:
+        raise Invalid(e.path, e.what) from None
+
+
 MANIFEST_FIELDS = (
     "schema",
     "name",
@@ -147,6 +173,9 @@ class Manifest:
     license: str
     description: str
     build: Build
+    # Optional sections (modelseal.format.interface): absent from the JSON when None.
+    interface: Interface | None = None
+    evaluation: EvaluationSummary | None = None
 
     def __post_init__(self) -> None:
         files = tuple(sorted(self.files, key=lambda entry: entry.path))
@@ -179,6 +208,8 @@ class Manifest:
             "license": self.license,
             "description": self.description,
             "build": self.build.to_json(),
+            **({} if self.interface is None else {"interface": self.interface.to_json()}),
+            **({} if self.evaluation is None else {"evaluation": self.evaluation.to_json()}),
         }
 
     def to_bytes(self) -> bytes:
@@ -205,7 +236,7 @@ class Manifest:
 
     @classmethod
     def _read(cls, value: object) -> Manifest:
-        obj = read_object(value, "", MANIFEST_FIELDS)
+        obj = read_object(value, "", MANIFEST_FIELDS, optional=OPTIONAL_SECTIONS)
         schema = read_str(obj["schema"], "schema")
         if schema != SCHEMA:
             raise Invalid("schema", f"expected {SCHEMA!r}, found {schema!r}")
@@ -215,6 +246,7 @@ class Manifest:
         runtime = read_runtime(obj["runtime"], "runtime")
         files = read_files(obj["files"], "files")
         check_pex_listed(runtime, files, "runtime")
+        interface, evaluation = read_sections(obj)
         return cls(
             schema=schema,
             name=read_name(obj["name"], "name"),
@@ -234,6 +266,8 @@ class Manifest:
             license=read_str(obj["license"], "license"),
             description=read_str(obj["description"], "description"),
             build=read_build(obj["build"], "build"),
+            interface=interface,
+            evaluation=evaluation,
         )
 
 
@@ -330,6 +364,7 @@ def describe(
         rows2 += [(f"training {k}", v) for k, v in sorted(lineage.training.items())]
     lines += _table(rows2)
     build = manifest.build
+    lines += describe_sections(manifest.interface, manifest.evaluation)
     lines.append("build")
     lines += _table(
         [

@@ -17,7 +17,14 @@ from modelseal import __version__
 from modelseal.errors import SpecError
 from modelseal.format import fields
 from modelseal.format.canonical import load_json
-from modelseal.format.manifest import MANIFEST_FIELDS, SCHEMA, Manifest
+from modelseal.format.interface import EvaluationSummary, Interface
+from modelseal.format.manifest import (
+    MANIFEST_FIELDS,
+    OPTIONAL_SECTIONS,
+    SCHEMA,
+    Manifest,
+    read_sections,
+)
 
 __all__ = ["SPEC_SCHEMA", "BundleSpec"]
 
@@ -57,6 +64,8 @@ class BundleSpec:
     hyperparameters: dict[str, fields.HyperValue]
     training: dict[str, str] | None
     build: fields.Build
+    interface: Interface | None = None
+    evaluation: EvaluationSummary | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str) -> BundleSpec:
@@ -72,7 +81,7 @@ class BundleSpec:
 
     @classmethod
     def _read(cls, value: object) -> BundleSpec:
-        obj = fields.read_object(value, "", SPEC_FIELDS, optional=("schema",))
+        obj = fields.read_object(value, "", SPEC_FIELDS, optional=("schema", *OPTIONAL_SECTIONS))
         # Optional so that the first rules need not write it; a later version must be refused.
         schema = fields.read_str(obj.get("schema", SPEC_SCHEMA), "schema")
         if schema != SPEC_SCHEMA:
@@ -80,6 +89,7 @@ class BundleSpec:
         runtime = fields.read_runtime(obj["runtime"], "runtime")
         files = fields.read_files(obj["files"], "files")
         fields.check_pex_listed(runtime, files, "runtime")
+        interface, evaluation = read_sections(obj)
         return cls(
             name=fields.read_name(obj["name"], "name"),
             version=fields.read_name(obj["version"], "version"),
@@ -94,6 +104,8 @@ class BundleSpec:
             hyperparameters=fields.read_hyperparameters(obj["hyperparameters"], "hyperparameters"),
             training=fields.read_training(obj["training"], "training"),
             build=fields.read_build(obj["build"], "build", with_version=False),
+            interface=interface,
+            evaluation=evaluation,
         )
 
     def to_manifest(self) -> Manifest:
@@ -121,4 +133,6 @@ class BundleSpec:
                 pants_version=build.pants_version,
                 modelseal_version=__version__,
             ),
+            interface=self.interface,
+            evaluation=self.evaluation,
         )

@@ -13,7 +13,7 @@ import sys
 from modelseal.errors import SpecError
 from modelseal.keys.core import generate_private_key, write_key_pair
 
-DEV_ROLES = ("owner", "train", "package", "release")
+DEV_ROLES = ("owner", "train", "package", "evaluate", "release")
 # Keyrings made before the release key had one name called it `sign`: renamed on first use.
 RENAMED = {"sign": "release"}
 

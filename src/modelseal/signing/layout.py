@@ -13,6 +13,7 @@ from in_toto.models.metadata import Metablock  # type: ignore[import-untyped]
 from modelseal.errors import SpecError
 from modelseal.format.canonical import TIMESTAMP_FORMAT, canonical_json, load_json
 from modelseal.keys.core import PublicKey, Signer
+from modelseal.signing.evaluate_step import evaluation_rules, inspection_rules
 from modelseal.signing.links import (
     INSPECTION_NAME,
     STEPS,
@@ -21,10 +22,14 @@ from modelseal.signing.links import (
     owner_key_id,
 )
 
+OPTIONAL_STEPS = ("train", "evaluate")  # present when the model was trained / evaluated
+
 # -- layout -----------------------------------------------------------------------------------
 
 
-def _rules(with_train: bool = True) -> dict[str, tuple[list[list[str]], list[list[str]]]]:
+def _rules(
+    with_train: bool = True, with_evaluate: bool = False
+) -> dict[str, tuple[list[list[str]], list[list[str]]]]:
     """(expected_materials, expected_products) per step. Train products are named by their
     bundle path (`weights/...`) so that they can be matched by the package step. Without a train
     step (weights committed to the repository), the package step is where the weights enter."""
@@ -43,10 +48,9 @@ def _rules(with_train: bool = True) -> dict[str, tuple[list[list[str]], list[lis
                 ["DISALLOW", "*"],
             ],
         ),
-        "sign": (
-            [["MATCH", "*", "WITH", "PRODUCTS", "FROM", "package"], ["DISALLOW", "*"]],
-            [["DISALLOW", "*"]],
-        ),
+        # package -> evaluate -> sign: the evaluation ran on the packaged model.pex and weights,
+        # and what sign signed must include the evaluation's record (evaluation_rules).
+        **evaluation_rules(with_evaluate),
     }
 
 
@@ -77,10 +81,10 @@ def _layout_metablock(
     keys: dict[str, dict[str, Any]] = {}
     steps = []
     with_train = "train" in functionaries
-    rules = _rules(with_train)
+    rules = _rules(with_train, "evaluate" in functionaries)
     for name in STEPS:
-        if name == "train" and not with_train:
-            continue  # A model whose weights were not trained by a recorded step.
+        if name in OPTIONAL_STEPS and name not in functionaries:
+            continue  # Not trained by a recorded step, or no evaluation declared.
         publics = list(functionaries.get(name, ()))
         if not publics:
             raise SpecError(
@@ -113,6 +117,7 @@ def _layout_metablock(
         run=["true"],
         expected_materials=[
             ["MATCH", "*", "WITH", "PRODUCTS", "FROM", "package"],
+            *inspection_rules("evaluate" in functionaries),
             ["ALLOW", "provenance/*"],
             ["ALLOW", "model.sig"],
             ["DISALLOW", "*"],

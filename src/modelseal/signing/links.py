@@ -25,7 +25,7 @@ from modelseal.format.canonical import canonical_json
 from modelseal.format.manifest import bundle_path_problem
 from modelseal.keys.core import PublicKey, Signer
 
-STEPS = ("train", "package", "sign")
+STEPS = ("train", "package", "evaluate", "sign")
 LAYOUT_PATH = "provenance/root.layout"
 # The inspection's record is written by in-toto-verify to `<name>.link` in the bundle:
 # `provenance/files.link`, which model.sig records as ignored (modelseal.signing.modelsig).

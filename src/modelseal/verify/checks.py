@@ -57,6 +57,7 @@ from modelseal.format.safe_extract import (
 from modelseal.format.tree import walk
 from modelseal.keys.core import PublicKey
 from modelseal.keys.ids import short_key_id
+from modelseal.verify.evaluation_policy import check_evaluation_file, read_measurements
 from modelseal.verify.policy import PolicyFacts, evaluate
 from modelseal.verify.report import (
     CHECKS,
@@ -282,6 +283,7 @@ def verify_4_integrity(report: Report, state: _State) -> str:
     """Every file the manifest lists has its size and sha256, and nothing else is there but the
     manifest, model.sig and provenance/ (the same check `model.pex` and `bundle` use)."""
     manifest = _read_manifest(state.root)
+    check_evaluation_file(state.root, manifest)
     expected = {entry.path: (entry.sha256, entry.size) for entry in manifest.files}
     try:
         check_tree(state.root, expected, unlisted_ok=is_reserved, known=state.hashed)
@@ -356,6 +358,8 @@ def verify_7_policy(report: Report, options: VerifyOptions, state: _State, now: 
         steps=state.steps,
         signer_key_ids=tuple(sorted({*state.signers, state.sign_key.key_id})),
         now=now,
+        # Read only after the provenance check verified the links.
+        measurements=read_measurements(state.root) if "evaluate" in state.steps else {},
     )
     return "; ".join(evaluate(options.policy, facts, options.policy_source)) or "no rules"
 

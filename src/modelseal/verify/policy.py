@@ -8,7 +8,11 @@ like any other configuration (docs/verification.md, "Policy v1"):
     {"schema": "modelseal.policy/v1", "required_steps": ["train", "package", "sign"],
      "min_metrics": {"accuracy": 0.9}, "allowed_licenses": ["Apache-2.0"],
      "allowed_signer_key_ids": ["<64 hex>", ...], "max_age_days": 365,
-     "allow_development": false}
+     "allow_development": false, "max_measurements": {"p95_latency_ms": 50},
+     "allowed_dataset_licenses": ["CC-BY-4.0"], "forbidden_dataset_tags": ["pii"]}
+
+`min_metrics` is met by the manifest's metrics or its evaluation's; `max_measurements` and the
+dataset rules are checked by `modelseal.verify.evaluation_policy` (docs/evaluation.md).
 
 It is parsed as strictly as the manifest (unknown fields, wrong types and a wrong schema are
 errors naming the field, exit code 3), because a typo that silently drops a rule would let
@@ -19,8 +23,8 @@ that is absent sets no rule.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from modelseal.errors import PolicyError, SpecError
 from modelseal.format.canonical import join_path, load_json
@@ -32,6 +36,7 @@ from modelseal.format.manifest import (
     read_object,
     read_str,
 )
+from modelseal.verify.evaluation_policy import check_data, check_measurements, metric_value
 
 __all__ = ["POLICY_SCHEMA", "Policy", "PolicyFacts", "evaluate"]
 
@@ -43,6 +48,9 @@ POLICY_FIELDS = (
     "allowed_signer_key_ids",
     "max_age_days",
     "allow_development",
+    "max_measurements",
+    "allowed_dataset_licenses",
+    "forbidden_dataset_tags",
 )
 POLICY_REMEDY = "fix the policy file (docs/verification.md, 'Policy v1')"
 _HEX = frozenset("0123456789abcdef")
@@ -58,6 +66,9 @@ class Policy:
     allowed_signer_key_ids: tuple[str, ...] | None = None
     max_age_days: int | None = None
     allow_development: bool = False
+    max_measurements: dict[str, float | int] | None = None
+    allowed_dataset_licenses: tuple[str, ...] | None = None
+    forbidden_dataset_tags: tuple[str, ...] | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "policy.json") -> Policy:
@@ -101,6 +112,13 @@ class Policy:
                 read_count(obj["max_age_days"], "max_age_days") if "max_age_days" in obj else None
             ),
             allow_development=allow,
+            max_measurements=(
+                read_metrics(obj["max_measurements"], "max_measurements")
+                if "max_measurements" in obj
+                else None
+            ),
+            allowed_dataset_licenses=_optional_strings(obj, "allowed_dataset_licenses"),
+            forbidden_dataset_tags=_optional_strings(obj, "forbidden_dataset_tags"),
         )
 
 
@@ -110,6 +128,10 @@ def _strings(value: object, path: str) -> tuple[str, ...]:
     return tuple(
         read_str(item, join_path(path, i), allow_empty=False) for i, item in enumerate(value)
     )
+
+
+def _optional_strings(obj: dict[str, object], name: str) -> tuple[str, ...] | None:
+    return _strings(obj[name], name) if name in obj else None
 
 
 def _key_ids(value: object, path: str) -> tuple[str, ...]:
@@ -129,6 +151,8 @@ class PolicyFacts:
     steps: tuple[str, ...]
     signer_key_ids: tuple[str, ...]
     now: dt.datetime
+    # What the verified evaluate link measured (its byproducts), e.g. p95_latency_ms.
+    measurements: Mapping[str, float] = field(default_factory=dict)
 
 
 def evaluate(policy: Policy, facts: PolicyFacts, where: str) -> list[str]:
@@ -148,7 +172,7 @@ def evaluate(policy: Policy, facts: PolicyFacts, where: str) -> list[str]:
     if policy.required_steps:
         held.append(f"steps {', '.join(policy.required_steps)} present")
     for name, minimum in sorted((policy.min_metrics or {}).items()):
-        value = manifest.metrics.get(name)
+        value = metric_value(manifest, name)
         if value is None or value < minimum:
             raise PolicyError(
                 what=f"metric {name!r} is below the policy's minimum",
@@ -158,6 +182,8 @@ def evaluate(policy: Policy, facts: PolicyFacts, where: str) -> list[str]:
                 found="not recorded" if value is None else str(value),
             )
         held.append(f"{name} {value} >= {minimum}")
+    check_measurements(policy.max_measurements, facts.measurements, where, held)
+    check_data(policy.allowed_dataset_licenses, policy.forbidden_dataset_tags, manifest, held)
     _licenses(policy.allowed_licenses, manifest, held)
     _signers(policy.allowed_signer_key_ids, facts.signer_key_ids, where, held)
     if policy.max_age_days is not None:

@@ -1,0 +1,181 @@
+"""RuleRunner tests of the smoke test, the evaluation and the per-model import check: real rules,
+real PEX builds, model.pex really run in the sandbox before anything is signed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pants.engine.internals.scheduler import ExecutionError
+from pants.testutil.rule_runner import RuleRunner
+
+from plugin.test_model_rules import (  # noqa: F401 - rule_runner is a fixture
+    contents,
+    package,
+    rule_runner,
+    write_model,
+)
+
+HANDLER = '''\
+import json
+import os
+
+
+def load(weights_dir):
+    with open(os.path.join(weights_dir, "nested", "scale.txt")) as f:
+        return float(f.read())
+
+
+def predict(model, inputs):
+    return {"scaled": [x * model for x in inputs["values"]]}
+
+
+def evaluate(model, dataset_dir):
+    with open(os.path.join(dataset_dir, "data", "pairs.json")) as f:
+        pairs = json.load(f)
+    right = sum(predict(model, {"values": [x]})["scaled"][0] == y for x, y in pairs)
+    return {"accuracy": right / len(pairs)}
+'''
+
+INPUT_SCHEMA = {
+    "type": "object",
+    "properties": {"values": {"type": "array", "items": {"type": "number"}}},
+    "required": ["values"],
+    "additionalProperties": False,
+}
+OUTPUT_SCHEMA = {"type": "object", "required": ["scaled"]}
+
+
+def write_evaluation(
+    rule_runner: RuleRunner,  # noqa: F811 - the imported fixture
+    gates: str,
+    input_schema: object = INPUT_SCHEMA,
+) -> None:
+    write_model(rule_runner, evaluation="':eval'")
+    build = Path(rule_runner.build_root, "models/toy/BUILD").read_text()
+    rule_runner.write_files(
+        {
+            "models/toy/BUILD": build
+            + "model_evaluation(name='eval', data=['data/pairs.json'], "
+            f"gates={gates}, examples='examples.json', input_schema='input.schema.json', "
+            "output_schema='output.schema.json', dataset_license='CC0-1.0', "
+            "dataset_tags=['synthetic'], latency_samples=10)\n",
+            "models/toy/handler.py": HANDLER,
+            # 2.5 * x: three right, one wrong -> accuracy 0.75
+            "models/toy/data/pairs.json": "[[1, 2.5], [2, 5.0], [4, 10.0], [3, 1]]",
+            "models/toy/examples.json": '[{"values": [1, 2]}, {"values": []}]',
+            "models/toy/input.schema.json": json.dumps(input_schema),
+            "models/toy/output.schema.json": json.dumps(OUTPUT_SCHEMA),
+        }
+    )
+
+
+def _error(rule_runner: RuleRunner) -> str:  # noqa: F811 - the imported fixture
+    with pytest.raises(ExecutionError) as raised:
+        package(rule_runner)
+    return str(raised.value)
+
+
+def test_numpy_in_the_wrong_resolve_fails_before_signing(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
+    write_model(rule_runner)
+    rule_runner.write_files(
+        {"models/toy/handler.py": "import numpy\n"
+         "def load(w):\n    return 1\n\ndef predict(m, i):\n    return i\n"}
+    )
+    message = _error(rule_runner)
+    assert "UnownedImportError" in message
+    assert "Cannot package models/toy:model: its handler imports numpy" in message
+    assert "which the resolve `python-default` lacks" in message
+    assert "set `resolve=`" in message and "add numpy to the `python-default` lock (lock.txt)" \
+        in message
+
+
+def test_the_smoke_test_names_a_module_the_inference_was_told_to_skip(
+    rule_runner: RuleRunner,  # noqa: F811 - the imported fixture
+) -> None:
+    write_model(rule_runner)
+    rule_runner.write_files(
+        {"models/toy/handler.py": "import numpy  # pants: no-infer-dep\n"
+         "def load(w):\n    return 1\n\ndef predict(m, i):\n    return i\n"}
+    )
+    message = _error(rule_runner)
+    assert "ModelRunError" in message
+    assert "The smoke test of models/toy:model failed before signing" in message
+    assert "the handler imports numpy, which the resolve `python-default` lacks" in message
+    assert "Set `resolve=`" in message
+
+
+def test_a_handler_that_cannot_load_is_not_signed(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
+    write_model(rule_runner)
+    rule_runner.write_files(
+        {"models/toy/handler.py": "def load(w):\n    raise RuntimeError('corrupt weights')\n\n"
+         "def predict(m, i):\n    return i\n"}
+    )
+    message = _error(rule_runner)
+    assert "load(weights) raised RuntimeError: corrupt weights" in message
+
+
+def test_evaluation_is_recorded_and_linked(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
+    write_evaluation(rule_runner, "['accuracy >= 0.7', 'p95_latency_ms <= 60000']")
+    built = package(rule_runner)
+    files = contents(rule_runner, built)
+    prefix = "models.toy/model/toy-1.2.3/"
+    report = json.loads(files[f"{prefix}evaluation.json"])
+    assert report["metrics"] == {"accuracy": 0.75}
+    assert report["schema_checks"] == {"examples": 2, "interface": True}
+    assert report["dataset"]["license"] == "CC0-1.0"
+    assert "p95_latency_ms" not in json.dumps(report["metrics"])  # measured: the link only
+    manifest = json.loads(files[f"{prefix}manifest.json"])
+    assert manifest["interface"] == {"input": INPUT_SCHEMA, "output": OUTPUT_SCHEMA}
+    assert manifest["evaluation"]["metrics"] == {"accuracy": 0.75}
+    assert manifest["evaluation"]["dataset"]["files"] == {
+        "evaluation-data/data/pairs.json": report["dataset"]["files"][
+            "evaluation-data/data/pairs.json"]
+    }
+    links = [p for p in files if p.startswith(f"{prefix}provenance/evaluate.")]
+    assert len(links) == 1
+    link = json.loads(files[links[0]])["signed"]
+    assert sorted(link["materials"]) == [
+        "evaluation-data/data/pairs.json", "model.pex", "weights/README.md",
+        "weights/nested/scale.txt",
+    ]
+    assert list(link["products"]) == ["evaluation.json"]
+    # The bound the measured gate proved, the same on every passing run (docs/evaluation.md).
+    assert link["byproducts"] == {"p95_latency_ms": "<= 60000", "samples": 10}
+    layout = json.loads(files[f"{prefix}provenance/root.layout"])["signed"]
+    assert [s["name"] for s in layout["steps"]] == ["package", "evaluate", "sign"]
+
+    rule_runner.write_digest(built.digest)
+    pex = Path(rule_runner.build_root, prefix, "model.pex")
+    refused = subprocess.run([sys.executable, str(pex), "predict"],
+                             input='{"values": ["one"]}', capture_output=True, text=True)
+    assert refused.returncode == 3
+    assert refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "values[0]: expected number" in refused.stderr
+    ok = subprocess.run([sys.executable, str(pex), "predict"],
+                        input='{"values": [2]}', capture_output=True, text=True)
+    assert ok.returncode == 0 and json.loads(ok.stdout) == {"scaled": [5.0]}
+
+
+def test_a_failing_gate_writes_nothing(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
+    write_evaluation(rule_runner, "['accuracy >= 0.9']")
+    message = _error(rule_runner)
+    assert "The evaluate of models/toy:model failed before signing" in message
+    assert "gate failed: metric accuracy measured 0.75, threshold >= 0.9" in message
+
+
+def test_a_failing_latency_gate_writes_nothing(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
+    write_evaluation(rule_runner, "['p95_latency_ms < 0']")
+    message = _error(rule_runner)
+    assert "gate failed: metric p95_latency_ms measured" in message
+    assert "threshold < 0.0" in message
+
+
+def test_an_unsupported_schema_keyword_is_refused(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
+    write_evaluation(rule_runner, "[]", input_schema={"oneOf": [{"type": "object"}]})
+    message = _error(rule_runner)
+    assert "the keyword 'oneOf' is not supported" in message
+    assert "interface.input" in message
