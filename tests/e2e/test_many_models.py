@@ -5,7 +5,9 @@ generator's map (models.json) without asking Pants.
 
 A clone of HEAD of its own, sharing the caller's bootstrap and Pants caches (the local process
 cache too: this test is about the graph and parallel packaging; the reproducibility test rebuilds
-with no cache). Signing is never cached, so every bundle is signed again on every run."""
+with no cache). Signing is never cached, so every bundle is signed again on every run. The four
+Pants runs share one pantsd (started by the first, ended with the module): the graph is read
+once."""
 
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ import shutil
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.repo import Builds, clone, run_pants, shared_cache
+from e2e.repo import Builds, clone, run_pants, shared_cache, stop_pantsd
 
 COUNT = 50
 OUT = "generated/many"
@@ -44,7 +47,7 @@ def models_in(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def workspace(
     builds: Builds, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, dict[str, str], dict]:
+) -> Iterator[tuple[Path, dict[str, str], dict]]:
     # `builds` first: the packaged workspace (conftest.py) leaves the modelseal tool and the
     # locks' PEXes in the shared local cache, so this clone builds only its 50 models.
     root = tmp_path_factory.mktemp("many")
@@ -70,14 +73,17 @@ def workspace(
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
                             text=True, check=True)
     assert status.stdout == ""
-    return repo, env, index
+    try:
+        yield repo, env, index
+    finally:
+        stop_pantsd(repo)
 
 
 def test_fifty_models_package_in_parallel_verify_and_predict(workspace: tuple) -> None:
     repo, env, index = workspace
     started = time.monotonic()
     # One session: `verify` checks the very bundles `package` wrote (signed once).
-    result = run_pants(repo, "package", "verify", f"{OUT}::", env=env)
+    result = run_pants(repo, "package", "verify", f"{OUT}::", env=env, pantsd=True)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-5000:]
     print(f"package + verify of {COUNT} models: {elapsed:.0f} s")
@@ -125,7 +131,7 @@ def test_dependents_of_a_dataset_are_the_models_using_it(workspace: tuple) -> No
     # through their `model_training` target (a dependency the plugin infers from `training`).
     dataset = "d0"
     result = run_pants(repo, "dependents", "--transitive", index["datasets"][dataset]["path"],
-                       env=env)
+                       env=env, pantsd=True)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = {m["address"] for m in index["models"] if m["dataset"] == dataset}
     trained = {m["address"] for m in index["models"] if m["trained"]}
@@ -146,9 +152,8 @@ def test_a_changed_lock_entry_names_every_model_of_that_resolve(workspace: tuple
     assert changed != original
     lock.write_text(changed)
     try:
-        result = run_pants(
-            repo, "--changed-since=HEAD", "--changed-dependents=transitive", "list", env=env
-        )
+        result = run_pants(repo, "--changed-since=HEAD", "--changed-dependents=transitive", "list",
+                           env=env, pantsd=True)
     finally:
         lock.write_text(original)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -157,7 +162,7 @@ def test_a_changed_lock_entry_names_every_model_of_that_resolve(workspace: tuple
     assert models_in(result.stdout) == in_resolve
 
     numpy = "3rdparty/models:reqs#numpy"
-    result = run_pants(repo, "dependents", "--transitive", numpy, env=env)
+    result = run_pants(repo, "dependents", "--transitive", numpy, env=env, pantsd=True)
     assert result.returncode == 0, result.stderr[-3000:]
     importers = {m["address"] for m in index["models"] if numpy in m["requirements"]}
     assert importers and importers < in_resolve

@@ -10,12 +10,13 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from e2e.audit import add_trained_model
-from e2e.repo import Builds, clone, reference_tools, run_pants, shared_cache
+from e2e.repo import Builds, clone, reference_tools, run_pants, shared_cache, stop_pantsd
 
 from core.reference import softhsm2_module, softhsm2_or_fail
 
@@ -73,7 +74,9 @@ def make_token(root: Path) -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def keyfiles(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
+def keyfiles(
+    builds: Builds, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KeyFiles]:
     root = tmp_path_factory.mktemp("keyfiles")
     keys = root / "keys"
     keys.mkdir(mode=0o700)
@@ -109,7 +112,10 @@ def keyfiles(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> KeyFil
     if "PYENV_ROOT" in os.environ:
         env["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
     (root / "home").mkdir()
-    return KeyFiles(repo, env, keys, tuple(secrets), tuple(key_bytes))
+    try:
+        yield KeyFiles(repo, env, keys, tuple(secrets), tuple(key_bytes))
+    finally:
+        stop_pantsd(repo)  # the one the failing builds below share
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +197,7 @@ def test_wrong_passphrase_names_the_key_and_writes_nothing(release: Release) -> 
            "PANTS_MODELSEAL_PACKAGE_KEY": f"file:{release.keys / 'package.pem'}"
                                           f"?passphrase-file={release.keys / 'pin'}"}
     shutil.rmtree(release.repo / "dist", ignore_errors=True)
-    failed = run_pants(release.repo, "package", MODEL, env=env)
+    failed = run_pants(release.repo, "package", MODEL, env=env, pantsd=True)
     assert failed.returncode != 0
     assert "package.pem" in failed.stderr and "passphrase" in failed.stderr
     assert PASSPHRASE not in failed.stderr and PIN not in failed.stderr
@@ -215,7 +221,7 @@ def test_token_errors_name_the_key_and_write_nothing(
     env = {**release.env, "RELEASE_KEY_REF": reference.format(
         module=softhsm2_module(), pin=release.keys / "pin", wrong=release.keys / "wrong-pin")}
     shutil.rmtree(release.repo / "dist", ignore_errors=True)
-    failed = run_pants(release.repo, "package", MODEL, env=env)
+    failed = run_pants(release.repo, "package", MODEL, env=env, pantsd=True)
     assert failed.returncode != 0
     assert expected in failed.stderr
     assert PIN not in failed.stderr
@@ -258,7 +264,8 @@ def test_imported_training_link(builds: Builds, release: Release, tmp_path: Path
     env = {**release.env, "PANTS_MODELSEAL_TRUSTED_KEYS": "{'train': ['trainer.pub']}"}
 
     link = write_imported_model(builds, release, trusted, b"weights v1")
-    built = run_pants(release.repo, "package", "examples/imported:model", env=env)
+    built = run_pants(release.repo, "package", "examples/imported:model", env=env,
+                      pantsd=True)
     assert built.returncode == 0, built.stderr[-3000:]
     bundle = release.repo / "dist/examples.imported/model/imported-1"
     assert (bundle / "provenance" / link).read_bytes() == (
@@ -267,7 +274,8 @@ def test_imported_training_link(builds: Builds, release: Release, tmp_path: Path
     # Weights that differ from what the link recorded: the file is named, nothing is written.
     (release.repo / "examples/imported/model.bin").write_bytes(b"weights v2")
     shutil.rmtree(release.repo / "dist")
-    failed = run_pants(release.repo, "package", "examples/imported:model", env=env)
+    failed = run_pants(release.repo, "package", "examples/imported:model", env=env,
+                       pantsd=True)
     assert failed.returncode != 0
     assert "weights/model.bin" in failed.stderr
     assert not (release.repo / "dist" / "examples.imported").exists()
@@ -275,7 +283,8 @@ def test_imported_training_link(builds: Builds, release: Release, tmp_path: Path
     # A link signed by a key the layout does not trust.
     shutil.rmtree(release.repo / "examples/imported")
     write_imported_model(builds, release, untrusted, b"weights v1")
-    failed = run_pants(release.repo, "package", "examples/imported:model", env=env)
+    failed = run_pants(release.repo, "package", "examples/imported:model", env=env,
+                       pantsd=True)
     assert failed.returncode != 0
     assert "train" in failed.stderr
     assert not (release.repo / "dist" / "examples.imported").exists()
