@@ -1,6 +1,8 @@
 """Release keys configured by reference: passphrase-protected key files, a SoftHSM2 token for the
 release key, `env:` references; training links imported from outside the build. What the build
-signs verifies with the reference tools, and no secret reaches Pants' store, caches, logs or dist/.
+signs verifies with the reference tools, and no secret reaches Pants' store, caches, logs or dist/
+(`check_release_build`, run on the release build of test_remote_cache.py). The failing builds here
+share one pantsd: they are about error messages, not about a fresh process.
 """
 
 from __future__ import annotations
@@ -150,17 +152,21 @@ def release(builds: Builds, keyfiles: KeyFiles) -> Release:
     return Release(keyfiles.repo, env, keys, publics, keyfiles.secrets, keyfiles.key_bytes)
 
 
-def test_release_build_verifies_and_leaks_no_secret(release: Release, tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    built = run_pants(
-        release.repo, "-ldebug", f"--local-store-dir={store}", "package",
-        MODEL, env=release.env,
-    )
+def check_release_build(
+    release: Release, built: subprocess.CompletedProcess[str], repo: Path, store: Path,
+    scratch: Path,
+) -> None:
+    """A release build of MODEL in `repo` with `release.env` (run with -ldebug and its own local
+    store): its bundle verifies with the reference tools under the exported public keys, and no
+    passphrase, PIN or key reaches the store, the named caches, .pants.d (with its debug log),
+    dist/ or the output. test_remote_cache.py runs it on its token build, whose store starts
+    empty: every step there either ran (signing) or was fetched into it, so one build serves both
+    (a build of its own here would repeat every uncached step)."""
     assert built.returncode == 0, built.stderr[-5000:]
-    bundle_tar = release.repo / f"dist/examples.trained/model/{BUNDLE}.tar"
+    bundle_tar = repo / f"dist/examples.trained/model/{BUNDLE}.tar"
     with tarfile.open(bundle_tar) as tar:
-        tar.extractall(tmp_path / "unpacked")
-    bundle = tmp_path / "unpacked" / BUNDLE
+        tar.extractall(scratch / "unpacked")
+    bundle = scratch / "unpacked" / BUNDLE
     assert '"trust":"release"' in (bundle / "manifest.json").read_text()
 
     tools = reference_tools()
@@ -177,9 +183,8 @@ def test_release_build_verifies_and_leaks_no_secret(release: Release, tmp_path: 
     )
     assert signed.returncode == 0, signed.stdout + signed.stderr
 
-    # The store, the named caches, .pants.d (with its debug log), dist/ and the output.
-    places = [store, Path(shared_cache()) / "pants" / "named_caches", release.repo / ".pants.d",
-              release.repo / "dist"]
+    places = [store, Path(shared_cache()) / "pants" / "named_caches", repo / ".pants.d",
+              repo / "dist"]
     logs = built.stdout + built.stderr
     assert not [secret for secret in release.secrets if secret in logs]
     patterns = [arg for secret in release.secrets for arg in ("-e", secret)]
