@@ -96,6 +96,18 @@ class Builds:
     first_env: dict[str, str]  # the environment of the first build, to run ./pants there again
 
 
+def packaged_tool() -> Path:
+    """modelseal.pex as Pants packaged it for this test run (`runtime_package_dependencies` in
+    tests/e2e/BUILD): for the tests that need the tool but not the `builds` workspace, so that
+    they run in a batch of their own, beside the one that builds `::`."""
+    pex = Path("modelseal.pex").absolute()
+    assert pex.is_file(), (
+        "no modelseal.pex in the test's sandbox: list src/modelseal:modelseal in the test's "
+        "runtime_package_dependencies (tests/e2e/BUILD)"
+    )
+    return pex
+
+
 def reference_tools() -> Path:
     """The bin directory of in-toto and model_signing, installed from 3rdparty/reftools."""
     out = subprocess.run(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from e2e.audit import TINY_WEIGHTS, add_models, commit, environment, require_diffoscope
-from e2e.repo import Builds, clone, run_pants
+from e2e.repo import clone, packaged_tool, run_pants
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
@@ -39,7 +39,7 @@ class Audit:
 
 
 @pytest.fixture(scope="module")
-def audit(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> Audit:
+def audit(tmp_path_factory: pytest.TempPathFactory) -> Audit:
     root = tmp_path_factory.mktemp("audit")
     repo = clone(root / "repo")
     add_models(repo)
@@ -50,7 +50,7 @@ def audit(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> Audit:
     shutil.copyfile(repo / PUBLISHED, published)
     head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
                           capture_output=True, text=True).stdout.strip()
-    return Audit(repo, head, published, env, builds.first / "modelseal.pex")
+    return Audit(repo, head, published, env, packaged_tool())
 
 
 def rebuild(

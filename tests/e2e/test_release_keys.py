@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 from e2e.audit import add_trained_model
-from e2e.repo import Builds, clone, reference_tools, run_pants, shared_cache, stop_pantsd
+from e2e.repo import (
+    clone,
+    packaged_tool,
+    reference_tools,
+    run_pants,
+    shared_cache,
+    stop_pantsd,
+)
 
 from core.reference import softhsm2_module, softhsm2_or_fail
 
@@ -54,10 +61,10 @@ class Release:
 
 
 def modelseal(
-    builds: Builds, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [shutil.which("python3.11") or "python3", str(builds.first / "modelseal.pex"), *args],
+        [shutil.which("python3.11") or "python3", str(packaged_tool()), *args],
         cwd=cwd, env=env, capture_output=True, text=True,
     )
 
@@ -76,21 +83,19 @@ def make_token(root: Path) -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def keyfiles(
-    builds: Builds, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[KeyFiles]:
+def keyfiles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyFiles]:
     root = tmp_path_factory.mktemp("keyfiles")
     keys = root / "keys"
     keys.mkdir(mode=0o700)
     (keys / "passphrase").write_text(PASSPHRASE + "\n")
     (keys / "pin").write_text(PIN + "\n")
     for role in ("owner", "train", "package"):
-        made = modelseal(builds, "keygen", "--type", "ecdsa-p256",
+        made = modelseal("keygen", "--type", "ecdsa-p256",
                          "--out", str(keys / f"{role}.pem"),
                          "--passphrase-file", str(keys / "passphrase"))
         assert made.returncode == 0, made.stderr
     # The release key, for the token (Release imports it there and deletes the file).
-    made = modelseal(builds, "keygen", "--type", "ecdsa-p256", "--out", str(keys / "release.pem"))
+    made = modelseal("keygen", "--type", "ecdsa-p256", "--out", str(keys / "release.pem"))
     assert made.returncode == 0, made.stderr
     secrets, key_bytes = [PASSPHRASE, PIN], []
     for pem in keys.glob("*.pem"):
@@ -121,7 +126,7 @@ def keyfiles(
 
 
 @pytest.fixture(scope="module")
-def release(builds: Builds, keyfiles: KeyFiles) -> Release:
+def release(keyfiles: KeyFiles) -> Release:
     """The key files, with the release key moved into a SoftHSM2 token (PIN from a file)."""
     keys = keyfiles.keys
     module, hsm_env = make_token(keys.parent / "hsm")
@@ -143,7 +148,7 @@ def release(builds: Builds, keyfiles: KeyFiles) -> Release:
     }
     publics = keys.parent / "publics"
     exported = modelseal(
-        builds, "keys", "export-public",
+        "keys", "export-public",
         *(f"--key={role}={env[f'PANTS_MODELSEAL_{role.upper()}_KEY']}"
           for role in ("owner", "train", "package")),
         f"--key=release={hsm}", str(publics), env={**os.environ, **env},
@@ -233,7 +238,7 @@ def test_token_errors_name_the_key_and_write_nothing(
     assert not (release.repo / "dist" / "examples.trained").exists()
 
 
-def write_imported_model(builds: Builds, release: Release, trainer: Path, weight: bytes) -> str:
+def write_imported_model(release: Release, trainer: Path, weight: bytes) -> str:
     """A model whose weights were trained elsewhere and recorded with `modelseal record train`."""
     model = release.repo / "examples" / "imported"
     staging = model.parent / "imported-staging"
@@ -241,7 +246,7 @@ def write_imported_model(builds: Builds, release: Release, trainer: Path, weight
     (staging / "weights" / "model.bin").write_bytes(weight)
     (staging / "data.csv").write_text("1,2\n")
     recorded = modelseal(
-        builds, "record", "train", f"--key=file:{trainer}", "--materials", "data.csv",
+        "record", "train", f"--key=file:{trainer}", "--materials", "data.csv",
         "--products", "weights/model.bin", "--out", ".", "--", "true", cwd=staging,
     )
     assert recorded.returncode == 0, recorded.stderr
@@ -260,15 +265,15 @@ def write_imported_model(builds: Builds, release: Release, trainer: Path, weight
     return link.name
 
 
-def test_imported_training_link(builds: Builds, release: Release, tmp_path: Path) -> None:
+def test_imported_training_link(release: Release, tmp_path: Path) -> None:
     trusted, untrusted = tmp_path / "trainer.pem", tmp_path / "stranger.pem"
     for key in (trusted, untrusted):
-        made = modelseal(builds, "keygen", "--type", "ecdsa-p256", "--out", str(key))
+        made = modelseal("keygen", "--type", "ecdsa-p256", "--out", str(key))
         assert made.returncode == 0, made.stderr
     shutil.copy(tmp_path / "trainer.pub", release.repo / "trainer.pub")
     env = {**release.env, "PANTS_MODELSEAL_TRUSTED_KEYS": "{'train': ['trainer.pub']}"}
 
-    link = write_imported_model(builds, release, trusted, b"weights v1")
+    link = write_imported_model(release, trusted, b"weights v1")
     built = run_pants(release.repo, "package", "examples/imported:model", env=env,
                       pantsd=True)
     assert built.returncode == 0, built.stderr[-3000:]
@@ -287,7 +292,7 @@ def test_imported_training_link(builds: Builds, release: Release, tmp_path: Path
 
     # A link signed by a key the layout does not trust.
     shutil.rmtree(release.repo / "examples/imported")
-    write_imported_model(builds, release, untrusted, b"weights v1")
+    write_imported_model(release, untrusted, b"weights v1")
     failed = run_pants(release.repo, "package", "examples/imported:model", env=env,
                        pantsd=True)
     assert failed.returncode != 0
