@@ -1,4 +1,4 @@
-"""Many models: 50 generated `model_artifact` targets package in one `./pants package` (Pants runs
+"""Many models: 25 generated `model_artifact` targets package in one `./pants package` (Pants runs
 them in parallel), every bundle verifies, two predict what their weights say, and `pants
 dependents` names exactly the models a changed dataset or lock alters, as computed from the
 generator's map (models.json) without asking Pants.
@@ -25,7 +25,11 @@ from typing import Any
 import pytest
 from e2e.repo import Builds, clone, run_pants, shared_cache, stop_pantsd
 
-COUNT = 50
+# 25: every kind the generator makes is there (both resolves, numpy, a dataset used directly and
+# through the shared training, models with no dataset), and each query's answer is a proper subset
+# (asserted below); the scale figures for 50 and more are bench/run's (docs/benchmarks.md). On an
+# empty cache every model is a PEX build and a training: 50 took 8 minutes of the test command.
+COUNT = 25
 OUT = "generated/many"
 INPUTS = {"x": [[1.0, -2.0, 0.5, 3.0], [0.0, 0.25, -1.5, 2.0]]}
 
@@ -49,7 +53,7 @@ def workspace(
     builds: Builds, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, dict[str, str], dict]]:
     # `builds` first: the packaged workspace (conftest.py) leaves the modelseal tool and the
-    # locks' PEXes in the shared local cache, so this clone builds only its 50 models.
+    # locks' PEXes in the shared local cache, so this clone builds only its models.
     root = tmp_path_factory.mktemp("many")
     repo = clone(root / "repo")
     (root / "home").mkdir()
@@ -79,7 +83,7 @@ def workspace(
         stop_pantsd(repo)
 
 
-def test_fifty_models_package_in_parallel_verify_and_predict(workspace: tuple) -> None:
+def test_many_models_package_in_parallel_verify_and_predict(workspace: tuple) -> None:
     repo, env, index = workspace
     started = time.monotonic()
     # One session: `verify` checks the very bundles `package` wrote (signed once).
