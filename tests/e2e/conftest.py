@@ -7,19 +7,25 @@ environment: `Builds`): it reads and writes the shared local process cache, so t
 (and their clones) find the modelseal tool, the locks and the examples already built. The second
 build reads no cache and writes none: every process runs again, so that comparing the two proves
 reproducibility (on an empty cache, the first runs every process too). Both run at once: each
-leaves a core idle for much of its run."""
+leaves a core idle for much of its run.
+
+The first build starts a pantsd in its workspace, so that later runs there (`pants verify ::`)
+skip Pants' start-up and find the bundles it memoized; the second runs without one, like every
+build that is about a fresh process. The pantsd is ended when the session ends."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from e2e.repo import Builds, clone, commit_time, run_pants, shared_cache
+from e2e.repo import Builds, clone, commit_time, run_pants, shared_cache, stop_pantsd
 
 
 @pytest.fixture(scope="session")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> Builds:
+def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builds]:
     root = tmp_path_factory.mktemp("builds")
     first = clone(root / "a" / "repo")
     second = clone(root / "elsewhere" / "deeper" / "checkout")
@@ -38,9 +44,20 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> Builds:
     second_env = {**base, "HOME": str(root / "home-b"), "TZ": "Pacific/Kiritimati",
                   "LANG": "de_DE.UTF-8", "USER": "bob", "SOURCE_DATE_EPOCH": commit_time(second)}
     # The shared keyring is made on first use, under a lock (modelseal dev-keyring).
+    try:
+        yield build_both(first, second, first_env, second_env, data_home)
+    finally:
+        stop_pantsd(first)
+
+
+def build_both(
+    first: Path, second: Path, first_env: dict[str, str], second_env: dict[str, str],
+    data_home: Path,
+) -> Builds:
     with ThreadPoolExecutor(2) as pool:
         runs = [
-            pool.submit(run_pants, first, "package", "::", env=first_env, umask=0o022),
+            pool.submit(run_pants, first, "package", "::", env=first_env, umask=0o022,
+                        pantsd=True),
             # Every process runs again: a cache hit would prove nothing about reproducibility.
             pool.submit(run_pants, second, "--no-local-cache", "package", "::", env=second_env,
                         umask=0o077),

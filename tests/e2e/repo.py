@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,12 +39,38 @@ def shared_cache() -> str:
 
 
 def run_pants(
-    repo: Path, *args: str, env: dict[str, str], umask: int = 0o022
+    repo: Path, *args: str, env: dict[str, str], umask: int = 0o022, pantsd: bool = False
 ) -> subprocess.CompletedProcess[str]:
+    """`./pants ARGS` in `repo`. Each run without pantsd starts Pants afresh: on this project
+    that is 20-50 s of CPU (the rule graph) before any work. `pantsd=True` for a series of runs in
+    one workspace that is not about a fresh process: the first starts a pantsd, the others reuse
+    it (and what it memoized, signatures included); the fixture that made the workspace ends it
+    with `stop_pantsd`."""
     return subprocess.run(
-        [str(repo / "pants"), "--no-pantsd", *args],
+        [str(repo / "pants"), *(() if pantsd else ("--no-pantsd",)), *args],
         cwd=repo, env=env, umask=umask, capture_output=True, text=True, timeout=1800,
     )
+
+
+def stop_pantsd(repo: Path) -> None:
+    """End the pantsd that `run_pants(..., pantsd=True)` started in `repo` (by the pid it wrote
+    under .pids/), and wait for it to exit."""
+    for pid_file in repo.glob(".pids/*/pantsd/pid"):
+        try:
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+        except (ValueError, ProcessLookupError, OSError):
+            continue
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def tree_digests(root: Path) -> dict[str, str]:
@@ -65,6 +94,18 @@ class Builds:
     second: Path
     keyring: Path  # the development keyring both builds signed with
     first_env: dict[str, str]  # the environment of the first build, to run ./pants there again
+
+
+def packaged_tool() -> Path:
+    """modelseal.pex as Pants packaged it for this test run (`runtime_package_dependencies` in
+    tests/e2e/BUILD): for the tests that need the tool but not the `builds` workspace, so that
+    they run in a batch of their own, beside the one that builds `::`."""
+    pex = Path("modelseal.pex").absolute()
+    assert pex.is_file(), (
+        "no modelseal.pex in the test's sandbox: list src/modelseal:modelseal in the test's "
+        "runtime_package_dependencies (tests/e2e/BUILD)"
+    )
+    return pex
 
 
 def reference_tools() -> Path:

@@ -200,7 +200,8 @@ def test_modelseal_run_verifies_then_predicts(builds: Builds, tmp_path: Path) ->
 
 def test_pants_verify_goal(builds: Builds) -> None:
     repo = builds.first.parent
-    verified = run_pants(repo, "verify", "::", env=builds.first_env)
+    # In the first build's pantsd (conftest.py): the goal verifies what that build packaged.
+    verified = run_pants(repo, "verify", "::", env=builds.first_env, pantsd=True)
     assert verified.returncode == 0, verified.stderr[-3000:]
     for address in ("examples/iris:model", "examples/sentiment:model"):
         assert f"✓ {address}" in verified.stdout
@@ -210,6 +211,6 @@ def test_pants_verify_goal(builds: Builds) -> None:
         '{"schema": "modelseal.policy/v1", "min_metrics": {"accuracy": 0.99}}'
     )
     strict = run_pants(repo, "verify", "--verify-policy=strict-policy.json", "examples/iris:model",
-                       env=builds.first_env)
+                       env=builds.first_env, pantsd=True)
     assert strict.returncode != 0
     assert "examples/iris:model" in strict.stderr and "accuracy" in strict.stderr

@@ -1,7 +1,10 @@
 """`modelseal rebuild`: an auditor rebuilds a commit and compares it with a published artifact
-(issue #6). A clone of HEAD gets a small model; its published tar is built once, then rebuilt from
-a dirty checkout, compared after one byte was changed, and rebuilt from a commit whose lock moved a
-pinned version."""
+(issue #6). A clone of HEAD gets a small model; its published tar is built once (with the shared
+cache), then rebuilt twice with no cache: once from a dirty checkout (reproduced, with a signed
+statement), once from a commit whose lock moved a pinned version and against a copy of the tar
+with one changed byte (both causes named). Each rebuild is a whole uncached build, so the
+properties share two rebuilds; what the comparison and diffoscope's reports say about two given
+tars is tested without a build in tests/core/test_audit_reports.py."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from e2e.audit import TINY_WEIGHTS, add_models, commit, environment, require_diffoscope
-from e2e.repo import Builds, clone, run_pants
+from e2e.repo import clone, packaged_tool, run_pants
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
@@ -36,7 +39,7 @@ class Audit:
 
 
 @pytest.fixture(scope="module")
-def audit(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> Audit:
+def audit(tmp_path_factory: pytest.TempPathFactory) -> Audit:
     root = tmp_path_factory.mktemp("audit")
     repo = clone(root / "repo")
     add_models(repo)
@@ -47,7 +50,7 @@ def audit(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> Audit:
     shutil.copyfile(repo / PUBLISHED, published)
     head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
                           capture_output=True, text=True).stdout.strip()
-    return Audit(repo, head, published, env, builds.first / "modelseal.pex")
+    return Audit(repo, head, published, env, packaged_tool())
 
 
 def rebuild(
@@ -104,10 +107,18 @@ def test_rebuild_reproduces_and_ignores_the_callers_changes(audit: Audit, tmp_pa
     assert predicate["reproduction"]["key_id"] == key_id
 
 
-def test_one_changed_byte_is_named_with_a_diffoscope_report(audit: Audit, tmp_path: Path) -> None:
-    require_diffoscope()
-    tampered = tmp_path / "tiny-0.1.0.tar"
-    shutil.copyfile(audit.published, tampered)
+# packaging 25.0 instead of the lock's 26.3: a real release, pinned by version and hash.
+OLDER_PACKAGING = (
+    "packaging==25.0 \\\n"
+    "    --hash=sha256:29572ef2b1f17581046b3a2227d5c611fb25ec70ca1ba8554b24b0e69331a484 \\\n"
+    "    --hash=sha256:d443872c98d677bf60f6a1f2f8c1cb748e8fe762d2bf9d3148b5599295b0fc4f\n"
+)
+
+
+def flip_a_weight_byte(published: Path, tampered: Path) -> str:
+    """A copy of `published` with one byte of weights/weights.bin changed in place (the tar stays
+    well formed); returns the changed file's sha256."""
+    shutil.copyfile(published, tampered)
     with tarfile.open(tampered) as tar:
         offset = tar.getmember("tiny-0.1.0/weights/weights.bin").offset_data
     with open(tampered, "r+b") as f:
@@ -118,44 +129,41 @@ def test_one_changed_byte_is_named_with_a_diffoscope_report(audit: Audit, tmp_pa
     with tarfile.open(tampered) as tar:
         member = tar.extractfile("tiny-0.1.0/weights/weights.bin")
         assert member is not None
-        tampered_digest = hashlib.sha256(member.read()).hexdigest()
-    report = tmp_path / "report"
-    result = rebuild(audit, audit.commit, tampered, report)
-    assert result.returncode == NOT_REPRODUCED, result.stdout + result.stderr[-3000:]
-    committed = hashlib.sha256(TINY_WEIGHTS).hexdigest()
-    assert (f"weights/weights.bin: published sha256 {tampered_digest} (16384 bytes), "
-            f"rebuilt sha256 {committed} (16384 bytes)") in result.stdout
-    assert "1 file(s) differ" in result.stdout
-    assert "not reproduced: 1 file(s) differ (weights/weights.bin)" in result.stderr
-    assert not (report / "statement.intoto.json").exists()
-    text = (report / "diffoscope.txt").read_text()
-    assert "weights/weights.bin" in text
-    assert "weights.bin" in (report / "diffoscope.html").read_text()
+        return hashlib.sha256(member.read()).hexdigest()
 
 
-# packaging 25.0 instead of the lock's 26.3: a real release, pinned by version and hash.
-OLDER_PACKAGING = (
-    "packaging==25.0 \\\n"
-    "    --hash=sha256:29572ef2b1f17581046b3a2227d5c611fb25ec70ca1ba8554b24b0e69331a484 \\\n"
-    "    --hash=sha256:d443872c98d677bf60f6a1f2f8c1cb748e8fe762d2bf9d3148b5599295b0fc4f\n"
-)
-
-
-def test_a_changed_lock_pin_is_named_in_the_pex(audit: Audit, tmp_path: Path) -> None:
+def test_a_moved_pin_and_a_changed_byte_are_each_named(audit: Audit, tmp_path: Path) -> None:
+    """One uncached rebuild, two independent causes of difference: the commit rebuilt moved
+    packaging's pin in the lock (so model.pex and the manifest, which records the lock's digest,
+    differ: the rebuild used that commit's lock, not the caller's), and the published tar had one
+    weight byte changed (so weights/weights.bin is named with both digests). Nothing else differs,
+    diffoscope's reports name both files, and no statement is written."""
+    require_diffoscope()
+    tampered = tmp_path / "tiny-0.1.0.tar"
+    tampered_digest = flip_a_weight_byte(audit.published, tampered)
     lock = audit.repo / "3rdparty" / "python" / "lock.txt"
     pinned = re.compile(r"^packaging==.*?\n(?!\s+--hash)", re.MULTILINE | re.DOTALL)
     changed_lock, count = pinned.subn(OLDER_PACKAGING, lock.read_text())
     assert count == 1
     lock.write_text(changed_lock)
     changed = commit(audit.repo, "python-default: packaging 25.0")
+    report = tmp_path / "report"
     try:
-        result = rebuild(audit, changed, audit.published, tmp_path / "report")
+        result = rebuild(audit, changed, tampered, report)
     finally:
         subprocess.run(["git", "-C", str(audit.repo), "reset", "--quiet", "--hard", audit.commit],
                        check=True)
     assert result.returncode == NOT_REPRODUCED, result.stdout + result.stderr[-3000:]
-    differing = json.loads((tmp_path / "report" / "comparison.json").read_text())["differences"]
-    paths = {d["path"] for d in differing}
-    assert "model.pex" in paths, differing
-    assert paths <= {"model.pex", "manifest.json"}, differing  # the weights are the same
+    differing = json.loads((report / "comparison.json").read_text())["differences"]
+    assert {d["path"] for d in differing} == {"model.pex", "manifest.json", "weights/weights.bin"}
+    committed = hashlib.sha256(TINY_WEIGHTS).hexdigest()
+    assert (f"weights/weights.bin: published sha256 {tampered_digest} (16384 bytes), "
+            f"rebuilt sha256 {committed} (16384 bytes)") in result.stdout
     assert "model.pex: published sha256" in result.stdout
+    assert "3 file(s) differ" in result.stdout
+    assert re.search(r"not reproduced: 3 file\(s\) differ \(.*weights/weights\.bin",
+                     result.stderr), result.stderr[-3000:]
+    assert not (report / "statement.intoto.json").exists()
+    text = (report / "diffoscope.txt").read_text()
+    assert "weights/weights.bin" in text and "model.pex" in text
+    assert "weights.bin" in (report / "diffoscope.html").read_text()

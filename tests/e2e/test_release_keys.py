@@ -1,6 +1,8 @@
 """Release keys configured by reference: passphrase-protected key files, a SoftHSM2 token for the
 release key, `env:` references; training links imported from outside the build. What the build
-signs verifies with the reference tools, and no secret reaches Pants' store, caches, logs or dist/.
+signs verifies with the reference tools, and no secret reaches Pants' store, caches, logs or dist/
+(`check_release_build`, run on the release build of test_remote_cache.py). The failing builds here
+share one pantsd: they are about error messages, not about a fresh process.
 """
 
 from __future__ import annotations
@@ -10,12 +12,20 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from e2e.audit import add_trained_model
-from e2e.repo import Builds, clone, reference_tools, run_pants, shared_cache
+from e2e.repo import (
+    clone,
+    packaged_tool,
+    reference_tools,
+    run_pants,
+    shared_cache,
+    stop_pantsd,
+)
 
 from core.reference import softhsm2_module, softhsm2_or_fail
 
@@ -51,10 +61,10 @@ class Release:
 
 
 def modelseal(
-    builds: Builds, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [shutil.which("python3.11") or "python3", str(builds.first / "modelseal.pex"), *args],
+        [shutil.which("python3.11") or "python3", str(packaged_tool()), *args],
         cwd=cwd, env=env, capture_output=True, text=True,
     )
 
@@ -73,19 +83,19 @@ def make_token(root: Path) -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def keyfiles(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
+def keyfiles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyFiles]:
     root = tmp_path_factory.mktemp("keyfiles")
     keys = root / "keys"
     keys.mkdir(mode=0o700)
     (keys / "passphrase").write_text(PASSPHRASE + "\n")
     (keys / "pin").write_text(PIN + "\n")
     for role in ("owner", "train", "package"):
-        made = modelseal(builds, "keygen", "--type", "ecdsa-p256",
+        made = modelseal("keygen", "--type", "ecdsa-p256",
                          "--out", str(keys / f"{role}.pem"),
                          "--passphrase-file", str(keys / "passphrase"))
         assert made.returncode == 0, made.stderr
     # The release key, for the token (Release imports it there and deletes the file).
-    made = modelseal(builds, "keygen", "--type", "ecdsa-p256", "--out", str(keys / "release.pem"))
+    made = modelseal("keygen", "--type", "ecdsa-p256", "--out", str(keys / "release.pem"))
     assert made.returncode == 0, made.stderr
     secrets, key_bytes = [PASSPHRASE, PIN], []
     for pem in keys.glob("*.pem"):
@@ -109,11 +119,14 @@ def keyfiles(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> KeyFil
     if "PYENV_ROOT" in os.environ:
         env["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
     (root / "home").mkdir()
-    return KeyFiles(repo, env, keys, tuple(secrets), tuple(key_bytes))
+    try:
+        yield KeyFiles(repo, env, keys, tuple(secrets), tuple(key_bytes))
+    finally:
+        stop_pantsd(repo)  # the one the failing builds below share
 
 
 @pytest.fixture(scope="module")
-def release(builds: Builds, keyfiles: KeyFiles) -> Release:
+def release(keyfiles: KeyFiles) -> Release:
     """The key files, with the release key moved into a SoftHSM2 token (PIN from a file)."""
     keys = keyfiles.keys
     module, hsm_env = make_token(keys.parent / "hsm")
@@ -135,7 +148,7 @@ def release(builds: Builds, keyfiles: KeyFiles) -> Release:
     }
     publics = keys.parent / "publics"
     exported = modelseal(
-        builds, "keys", "export-public",
+        "keys", "export-public",
         *(f"--key={role}={env[f'PANTS_MODELSEAL_{role.upper()}_KEY']}"
           for role in ("owner", "train", "package")),
         f"--key=release={hsm}", str(publics), env={**os.environ, **env},
@@ -144,17 +157,21 @@ def release(builds: Builds, keyfiles: KeyFiles) -> Release:
     return Release(keyfiles.repo, env, keys, publics, keyfiles.secrets, keyfiles.key_bytes)
 
 
-def test_release_build_verifies_and_leaks_no_secret(release: Release, tmp_path: Path) -> None:
-    store = tmp_path / "store"
-    built = run_pants(
-        release.repo, "-ldebug", f"--local-store-dir={store}", "package",
-        MODEL, env=release.env,
-    )
+def check_release_build(
+    release: Release, built: subprocess.CompletedProcess[str], repo: Path, store: Path,
+    scratch: Path,
+) -> None:
+    """A release build of MODEL in `repo` with `release.env` (run with -ldebug and its own local
+    store): its bundle verifies with the reference tools under the exported public keys, and no
+    passphrase, PIN or key reaches the store, the named caches, .pants.d (with its debug log),
+    dist/ or the output. test_remote_cache.py runs it on its token build, whose store starts
+    empty: every step there either ran (signing) or was fetched into it, so one build serves both
+    (a build of its own here would repeat every uncached step)."""
     assert built.returncode == 0, built.stderr[-5000:]
-    bundle_tar = release.repo / f"dist/examples.trained/model/{BUNDLE}.tar"
+    bundle_tar = repo / f"dist/examples.trained/model/{BUNDLE}.tar"
     with tarfile.open(bundle_tar) as tar:
-        tar.extractall(tmp_path / "unpacked")
-    bundle = tmp_path / "unpacked" / BUNDLE
+        tar.extractall(scratch / "unpacked")
+    bundle = scratch / "unpacked" / BUNDLE
     assert '"trust":"release"' in (bundle / "manifest.json").read_text()
 
     tools = reference_tools()
@@ -171,9 +188,8 @@ def test_release_build_verifies_and_leaks_no_secret(release: Release, tmp_path: 
     )
     assert signed.returncode == 0, signed.stdout + signed.stderr
 
-    # The store, the named caches, .pants.d (with its debug log), dist/ and the output.
-    places = [store, Path(shared_cache()) / "pants" / "named_caches", release.repo / ".pants.d",
-              release.repo / "dist"]
+    places = [store, Path(shared_cache()) / "pants" / "named_caches", repo / ".pants.d",
+              repo / "dist"]
     logs = built.stdout + built.stderr
     assert not [secret for secret in release.secrets if secret in logs]
     patterns = [arg for secret in release.secrets for arg in ("-e", secret)]
@@ -191,7 +207,7 @@ def test_wrong_passphrase_names_the_key_and_writes_nothing(release: Release) -> 
            "PANTS_MODELSEAL_PACKAGE_KEY": f"file:{release.keys / 'package.pem'}"
                                           f"?passphrase-file={release.keys / 'pin'}"}
     shutil.rmtree(release.repo / "dist", ignore_errors=True)
-    failed = run_pants(release.repo, "package", MODEL, env=env)
+    failed = run_pants(release.repo, "package", MODEL, env=env, pantsd=True)
     assert failed.returncode != 0
     assert "package.pem" in failed.stderr and "passphrase" in failed.stderr
     assert PASSPHRASE not in failed.stderr and PIN not in failed.stderr
@@ -215,14 +231,14 @@ def test_token_errors_name_the_key_and_write_nothing(
     env = {**release.env, "RELEASE_KEY_REF": reference.format(
         module=softhsm2_module(), pin=release.keys / "pin", wrong=release.keys / "wrong-pin")}
     shutil.rmtree(release.repo / "dist", ignore_errors=True)
-    failed = run_pants(release.repo, "package", MODEL, env=env)
+    failed = run_pants(release.repo, "package", MODEL, env=env, pantsd=True)
     assert failed.returncode != 0
     assert expected in failed.stderr
     assert PIN not in failed.stderr
     assert not (release.repo / "dist" / "examples.trained").exists()
 
 
-def write_imported_model(builds: Builds, release: Release, trainer: Path, weight: bytes) -> str:
+def write_imported_model(release: Release, trainer: Path, weight: bytes) -> str:
     """A model whose weights were trained elsewhere and recorded with `modelseal record train`."""
     model = release.repo / "examples" / "imported"
     staging = model.parent / "imported-staging"
@@ -230,7 +246,7 @@ def write_imported_model(builds: Builds, release: Release, trainer: Path, weight
     (staging / "weights" / "model.bin").write_bytes(weight)
     (staging / "data.csv").write_text("1,2\n")
     recorded = modelseal(
-        builds, "record", "train", f"--key=file:{trainer}", "--materials", "data.csv",
+        "record", "train", f"--key=file:{trainer}", "--materials", "data.csv",
         "--products", "weights/model.bin", "--out", ".", "--", "true", cwd=staging,
     )
     assert recorded.returncode == 0, recorded.stderr
@@ -249,16 +265,17 @@ def write_imported_model(builds: Builds, release: Release, trainer: Path, weight
     return link.name
 
 
-def test_imported_training_link(builds: Builds, release: Release, tmp_path: Path) -> None:
+def test_imported_training_link(release: Release, tmp_path: Path) -> None:
     trusted, untrusted = tmp_path / "trainer.pem", tmp_path / "stranger.pem"
     for key in (trusted, untrusted):
-        made = modelseal(builds, "keygen", "--type", "ecdsa-p256", "--out", str(key))
+        made = modelseal("keygen", "--type", "ecdsa-p256", "--out", str(key))
         assert made.returncode == 0, made.stderr
     shutil.copy(tmp_path / "trainer.pub", release.repo / "trainer.pub")
     env = {**release.env, "PANTS_MODELSEAL_TRUSTED_KEYS": "{'train': ['trainer.pub']}"}
 
-    link = write_imported_model(builds, release, trusted, b"weights v1")
-    built = run_pants(release.repo, "package", "examples/imported:model", env=env)
+    link = write_imported_model(release, trusted, b"weights v1")
+    built = run_pants(release.repo, "package", "examples/imported:model", env=env,
+                      pantsd=True)
     assert built.returncode == 0, built.stderr[-3000:]
     bundle = release.repo / "dist/examples.imported/model/imported-1"
     assert (bundle / "provenance" / link).read_bytes() == (
@@ -267,15 +284,17 @@ def test_imported_training_link(builds: Builds, release: Release, tmp_path: Path
     # Weights that differ from what the link recorded: the file is named, nothing is written.
     (release.repo / "examples/imported/model.bin").write_bytes(b"weights v2")
     shutil.rmtree(release.repo / "dist")
-    failed = run_pants(release.repo, "package", "examples/imported:model", env=env)
+    failed = run_pants(release.repo, "package", "examples/imported:model", env=env,
+                       pantsd=True)
     assert failed.returncode != 0
     assert "weights/model.bin" in failed.stderr
     assert not (release.repo / "dist" / "examples.imported").exists()
 
     # A link signed by a key the layout does not trust.
     shutil.rmtree(release.repo / "examples/imported")
-    write_imported_model(builds, release, untrusted, b"weights v1")
-    failed = run_pants(release.repo, "package", "examples/imported:model", env=env)
+    write_imported_model(release, untrusted, b"weights v1")
+    failed = run_pants(release.repo, "package", "examples/imported:model", env=env,
+                       pantsd=True)
     assert failed.returncode != 0
     assert "train" in failed.stderr
     assert not (release.repo / "dist" / "examples.imported").exists()

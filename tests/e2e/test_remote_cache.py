@@ -27,6 +27,7 @@ from e2e.repo import clone, run_pants, tree_digests
 from e2e.test_release_keys import (  # noqa: F401 (fixtures, for this module)
     KeyFiles,
     Release,
+    check_release_build,
     keyfiles,
     release,
 )
@@ -189,11 +190,13 @@ def test_a_token_signature_reuses_every_step_before_signing(
     """The release signer in a SoftHSM2 token (PIN from a file): every step up to signing comes
     from the cache; a token's ECDSA is randomized, so the archive of the new signature is new."""
     started = time.monotonic()
-    token = run_pants(clone(tmp_path / "repo", source=remote.first_repo), PROFILE,
-                      remote.server.address, "-ldebug", f"--local-store-dir={tmp_path / 'store'}",
-                      "package", TARGET, env=release.env)
+    repo = clone(tmp_path / "repo", source=remote.first_repo)
+    token = run_pants(repo, PROFILE, remote.server.address, "-ldebug",
+                      f"--local-store-dir={tmp_path / 'store'}", "package", TARGET, env=release.env)
     remote.outputs.append(token)
     assert token.returncode == 0, token.stderr[-5000:]
+    # The release build of test_release_keys.py: it verifies and leaks no secret.
+    check_release_build(release, token, repo, tmp_path / "store", tmp_path)
     print(f"token build: {time.monotonic() - started:.0f} s")
     first, counted = counters(remote.first.stderr), counters(token.stderr)
     print("token:", {k: v for k, v in counted.items() if k.startswith("remote") and v})

@@ -7,14 +7,12 @@ import json
 from pathlib import Path
 
 from e2e.audit import add_models, environment, require_diffoscope
-from e2e.repo import Builds, clone, run_pants
+from e2e.repo import clone, run_pants
 
 NOT_REPRODUCED = 7
 
 
-def test_reproduce_passes_deterministic_models_and_names_what_differs(
-    builds: Builds, tmp_path: Path
-) -> None:
+def test_reproduce_passes_deterministic_models_and_names_what_differs(tmp_path: Path) -> None:
     require_diffoscope()
     repo = clone(tmp_path / "repo")
     add_models(repo, nondeterministic=True)
