@@ -12,6 +12,8 @@ from pants.engine.process import FallibleProcessResult, Process, ProcessCacheSco
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.util.logging import LogLevel
 
+from modelseal_pants.errors import SourceDateEpochError
+
 # Used when there is neither a git commit nor SOURCE_DATE_EPOCH: the earliest time a zip can hold.
 FALLBACK_EPOCH = 315532800  # 1980-01-01T00:00:00Z
 
@@ -29,7 +31,7 @@ class BuildInfo:
 
 def _parse_epoch(value: str) -> int:
     if not value.isdigit():
-        raise ValueError(
+        raise SourceDateEpochError(
             f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, but is {value!r}. "
             "Unset it to use the commit time."
         )

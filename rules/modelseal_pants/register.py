@@ -11,6 +11,7 @@ from pants.engine.unions import UnionRule
 from modelseal_pants import (
     build_info,
     dependencies,
+    invocation,
     package,
     reproduce_goal,
     signing,
@@ -30,6 +31,7 @@ def rules() -> Iterable[Rule | UnionRule]:
         *build_info.rules(),
         *dependencies.rules(),
         *tool.rules(),
+        *invocation.rules(),
         *training.rules(),
         *signing.rules(),
         *package.rules(),

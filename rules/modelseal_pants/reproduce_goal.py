@@ -12,19 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.base.build_root import BuildRoot
 from pants.engine.console import Console
 from pants.engine.env_vars import CompleteEnvironmentVars
+from pants.engine.fs import EMPTY_DIGEST
 from pants.engine.goal import Goal, GoalSubsystem
 from pants.engine.process import InteractiveProcess, InteractiveProcessResult, Process
 from pants.engine.rules import Effect, Get, Rule, collect_rules, goal_rule
 from pants.engine.target import Targets
 from pants.option.option_types import StrOption
+from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 
-from modelseal_pants.package import ModelArtifactFieldSet
-from modelseal_pants.tool import ModelsealTool, ModelsealToolRequest
+from modelseal_pants.artifact import ModelArtifactFieldSet
+from modelseal_pants.invocation import ReproduceModels, ToolInvocation
 
 
 class ReproduceSubsystem(GoalSubsystem):
@@ -65,14 +66,17 @@ async def reproduce_models(
     if not addresses:
         console.print_stderr("No model_artifact targets to reproduce.")
         return Reproduce(exit_code=0)
-    tool = await Get(ModelsealTool, ModelsealToolRequest())
     process = await Get(
         Process,
-        VenvPexProcess(
-            tool.pex,
-            argv=("reproduce", f"--workspace={build_root.path}",
-                  f"--report={build_root.pathlib_path / subsystem.report}", *addresses),
-            description=f"Reproducing {len(addresses)} model(s)",
+        ToolInvocation(
+            ReproduceModels(
+                workspace=build_root.path,
+                report=str(build_root.pathlib_path / subsystem.report),
+                addresses=tuple(addresses),
+            ),
+            EMPTY_DIGEST,
+            f"Reproducing {len(addresses)} model(s)",
+            level=LogLevel.INFO,
         ),
     )
     # The builds run ./pants, which needs the user's PATH, HOME and caches: the whole environment,

@@ -17,13 +17,10 @@ from its content-addressed store) are handed to the links and to `model.sig`.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.base.glob_match_error_behavior import GlobMatchErrorBehavior
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     EMPTY_DIGEST,
     AddPrefix,
@@ -34,70 +31,28 @@ from pants.engine.fs import (
     RemovePrefix,
     Snapshot,
 )
-from pants.engine.process import ProcessCacheScope, ProcessResult
-from pants.engine.rules import Get, Rule, collect_rules, rule
-from pants.util.frozendict import FrozenDict
+from pants.engine.process import ProcessResult
+from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.util.logging import LogLevel
 
+from modelseal_pants import signing_keys
+from modelseal_pants.errors import LayoutExpiredError
+from modelseal_pants.invocation import (
+    CheckKeys,
+    CheckProvenance,
+    CreateLayout,
+    RecordLink,
+    SignBundle,
+)
+from modelseal_pants.signing_keys import (
+    ROLES,
+    PublicKeys,
+    PublicKeysRequest,
+    SigningKeys,
+    SigningKeysRequest,
+    key_invocation,
+)
 from modelseal_pants.subsystem import ModelsealSubsystem
-from modelseal_pants.tool import ModelsealTool, ModelsealToolRequest
-
-ROLES = ("owner", "train", "package", "sign")
-
-
-@dataclass(frozen=True)
-class SigningKeysRequest:
-    pass
-
-
-@dataclass(frozen=True)
-class SigningKeys:
-    """A key reference per role, and the environment the references need (for `env:NAME`)."""
-
-    references: FrozenDict[str, str]
-    env: FrozenDict[str, str]
-    development: bool
-    keyring: str = ""  # the development keyring's directory, created on first use by the export
-
-    def __getitem__(self, role: str) -> str:
-        return self.references[role]
-
-
-def _env_names(references: Iterable[str]) -> list[str]:
-    return sorted({ref[len("env:"):] for ref in references if ref.startswith("env:")})
-
-
-@rule(desc="Finding the signing keys", level=LogLevel.DEBUG)
-async def signing_keys(_: SigningKeysRequest, subsystem: ModelsealSubsystem) -> SigningKeys:
-    configured = {role: subsystem.key(role) or "" for role in ROLES}
-    missing = [role for role, ref in configured.items() if not ref]
-    if missing and len(missing) < len(ROLES):
-        raise ValueError(
-            "Configure every signing key or none (none means the development keyring): "
-            + ", ".join(f"`[modelseal].{role}_key`" for role in missing)
-            + " is not set."
-        )
-    if not missing:
-        names = _env_names(configured.values())
-        env = await Get(
-            EnvironmentVars, EnvironmentVarsRequest([*names, *subsystem.signing_env_vars])
-        )
-        unset = [name for name in names if not env.get(name)]
-        if unset:
-            raise ValueError(
-                f"The signing key reference `env:{unset[0]}` names an environment variable that "
-                f"is not set. Set {unset[0]} to a key reference such as `file:/path/key.pem`."
-            )
-        present = {name: value for name, value in env.items() if value}
-        return SigningKeys(FrozenDict(configured), FrozenDict(present), development=False)
-
-    env = await Get(EnvironmentVars, EnvironmentVarsRequest(["XDG_DATA_HOME", "HOME"]))
-    data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or "/", ".local/share")
-    keyring = os.path.join(data_home, "modelseal", "dev-keyring")
-    # The keys are made (first use only) by the export of the public keys, which every signing
-    # process waits for: one process per session instead of two.
-    references = {role: f"file:{keyring}/{role}.pem" for role in ROLES}
-    return SigningKeys(FrozenDict(references), FrozenDict(), development=True, keyring=keyring)
 
 
 @dataclass(frozen=True)
@@ -127,42 +82,13 @@ class SignedBundle:
     digest: Digest  # the bundle's files plus provenance/ and model.sig
 
 
-def _process(
-    tool: ModelsealTool,
-    keys: SigningKeys,
-    argv: tuple[str, ...],
-    input_digest: Digest,
-    description: str,
-    *,
-    output_files: tuple[str, ...] = (),
-    output_directories: tuple[str, ...] = (),
-    reads_keys: bool = False,
-) -> VenvPexProcess:
-    """A tool process holding key references. `reads_keys`: it learns what the keys are (runs in
-    every session); else it must have the exported public keys among its inputs (kept in
-    memory for pantsd's life: see the module's docstring)."""
-    return VenvPexProcess(
-        tool.pex,
-        argv=argv,
-        input_digest=input_digest,
-        extra_env=keys.env,
-        output_files=output_files,
-        output_directories=output_directories,
-        description=description,
-        cache_scope=ProcessCacheScope.PER_SESSION
-        if reads_keys
-        else ProcessCacheScope.PER_RESTART_SUCCESSFUL,
-        level=LogLevel.DEBUG,
-    )
-
-
 def _expires(source_date_epoch: int, days: int, address: str) -> str:
     """SOURCE_DATE_EPOCH + days: the layout's bytes must not depend on when the build ran. A
     layout that would already have expired is refused: every verifier would refuse it."""
     start = dt.datetime.fromtimestamp(source_date_epoch, tz=dt.timezone.utc)
     expires = start + dt.timedelta(days=days)
     if expires <= dt.datetime.now(tz=dt.timezone.utc):
-        raise ValueError(
+        raise LayoutExpiredError(
             f"The layout for {address} would have expired on {expires:%Y-%m-%d} "
             f"(SOURCE_DATE_EPOCH {start:%Y-%m-%d} + [modelseal].layout_validity_days = {days}). "
             "Set a larger `layout_validity_days`, or SOURCE_DATE_EPOCH (outside git) to package it."
@@ -171,44 +97,30 @@ def _expires(source_date_epoch: int, days: int, address: str) -> str:
 
 
 @dataclass(frozen=True)
-class PublicKeysRequest:
-    pass
+class SigningStepRequest:
+    """What every signing step starts from: the bundle, its key references and public keys."""
+
+    bundle: SignBundleRequest
+    keys: SigningKeys
+    publics: PublicKeys
 
 
 @dataclass(frozen=True)
-class PublicKeys:
-    """`keys/<role>.pub` (PEM) for each role: what the layout names and what verifiers trust."""
+class LayoutRequest:
+    step: SigningStepRequest
+    expires: str  # ISO 8601, from SOURCE_DATE_EPOCH
+
+
+@dataclass(frozen=True)
+class Layout:
+    """`provenance/root.layout`, owner-signed, after the keys passed the revocation list."""
 
     digest: Digest
-    development: bool
 
 
-@rule(desc="Exporting the public keys", level=LogLevel.DEBUG)
-async def export_public_keys(_: PublicKeysRequest) -> PublicKeys:
-    keys = await Get(SigningKeys, SigningKeysRequest())
-    tool = await Get(ModelsealTool, ModelsealToolRequest())
-    exported = await Get(
-        ProcessResult,
-        _process(
-            tool, keys,
-            ("keys", "export-public",
-             *((f"--dev-keyring={keys.keyring}",) if keys.keyring else ()),
-             *(f"--key={r}={keys[r]}" for r in ROLES), "keys"),
-            EMPTY_DIGEST, "Exporting the public keys", output_directories=("keys",),
-            reads_keys=True,
-        ),
-    )
-    return PublicKeys(exported.output_digest, keys.development)
-
-
-@rule(desc="Signing a model bundle", level=LogLevel.DEBUG)
-async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem) -> SignedBundle:
-    keys = await Get(SigningKeys, SigningKeysRequest())
-    tool = await Get(ModelsealTool, ModelsealToolRequest())
-    what = f"{request.address}"
-    expires = _expires(request.source_date_epoch, subsystem.layout_validity_days, what)
-
-    publics = await Get(PublicKeys, PublicKeysRequest())
+@rule(desc="Writing the owner-signed layout", level=LogLevel.DEBUG)
+async def write_layout(request: LayoutRequest, subsystem: ModelsealSubsystem) -> Layout:
+    bundle, keys, publics = request.step.bundle, request.step.keys, request.step.publics
     extra = {step: tuple(paths) for step, paths in subsystem.trusted_keys.items()}
     trusted = await Get(
         Snapshot,
@@ -219,13 +131,7 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
         ),
     )
     layout_inputs = await Get(Digest, MergeDigests([publics.digest, trusted.digest]))
-    trained = request.train_inputs is not None or request.imported_train_link is not None
-    steps = [
-        f"--step={step}=" + ",".join([f"keys/{step}.pub", *extra.get(step, ())])
-        for step in ("train", "package", "sign")
-        if step != "train" or trained
-    ]
-    thresholds = [f"--threshold={step}={n}" for step, n in sorted(subsystem.thresholds.items())]
+    trained = bundle.train_inputs is not None or bundle.imported_train_link is not None
     if subsystem.revocations:
         revocations = await Get(
             Digest,
@@ -237,111 +143,210 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
         )
         await Get(
             ProcessResult,
-            _process(
-                tool, keys,
-                ("check-keys", f"--revocations={subsystem.revocations}",
-                 *(f"keys/{role}.pub" for role in ROLES), *trusted.files),
+            key_invocation(
+                keys,
+                CheckKeys(
+                    revocations=subsystem.revocations,
+                    public_keys=(*(f"keys/{role}.pub" for role in ROLES), *trusted.files),
+                ),
                 await Get(Digest, MergeDigests([layout_inputs, revocations])),
-                f"Checking the keys of {what} against the revocation list",
+                f"Checking the keys of {bundle.address} against the revocation list",
             ),
         )
     layout = await Get(
         ProcessResult,
-        _process(
-            tool, keys,
-            (
-                "layout", "create", f"--owner-key={keys['owner']}", *steps, *thresholds,
-                f"--expires={expires}",
-                "--out=provenance/root.layout",
+        key_invocation(
+            keys,
+            CreateLayout(
+                owner_key=keys["owner"],
+                steps=tuple(
+                    (step, (f"keys/{step}.pub", *extra.get(step, ())))
+                    for step in ("train", "package", "sign")
+                    if step != "train" or trained
+                ),
+                thresholds=tuple(sorted(subsystem.thresholds.items())),
+                expires=request.expires,
+                out="provenance/root.layout",
             ),
-            layout_inputs, f"Writing the owner-signed layout for {what}",
+            layout_inputs, f"Writing the owner-signed layout for {bundle.address}",
             output_files=("provenance/root.layout",),
         ),
     )
+    return Layout(layout.output_digest)
 
-    provenance = [layout.output_digest]
-    if request.imported_train_link is not None:
-        provenance.append(request.imported_train_link)
-    elif request.train_inputs is not None:
-        inputs = await Get(
-            Digest,
-            MergeDigests(
-                [request.train_inputs, request.bundle, request.known_digests, publics.digest]
-            ),
-        )
-        train = await Get(
-            ProcessResult,
-            _process(
-                tool, keys,
-                ("link", "--step=train", f"--key={keys['train']}", "--out=provenance",
-                 "--environment=environment.json", f"--known-digests={KNOWN_DIGESTS_PATH}",
-                 "--materials", *request.train_materials,
-                 "--products", "metrics.json", *request.train_products),
-                inputs, f"Recording the train link for {what}", output_directories=("provenance",),
-            ),
-        )
-        provenance.append(train.output_digest)
 
-    package_inputs = await Get(
+@dataclass(frozen=True)
+class TrainLinkRequest:
+    step: SigningStepRequest
+
+
+@dataclass(frozen=True)
+class TrainLink:
+    """`provenance/train.<keyid8>.link`: imported as it is, or recorded for an in-build training."""
+
+    digest: Digest
+
+
+@rule(desc="Recording the train link", level=LogLevel.DEBUG)
+async def record_train_link(request: TrainLinkRequest) -> TrainLink:
+    bundle, keys, publics = request.step.bundle, request.step.keys, request.step.publics
+    if bundle.imported_train_link is not None:
+        return TrainLink(bundle.imported_train_link)
+    if bundle.train_inputs is None:
+        return TrainLink(EMPTY_DIGEST)
+    inputs = await Get(
+        Digest,
+        MergeDigests([bundle.train_inputs, bundle.bundle, bundle.known_digests, publics.digest]),
+    )
+    train = await Get(
+        ProcessResult,
+        key_invocation(
+            keys,
+            RecordLink(
+                step="train", key=keys["train"], out="provenance",
+                environment="environment.json", known_digests=KNOWN_DIGESTS_PATH,
+                materials=bundle.train_materials,
+                products=("metrics.json", *bundle.train_products),
+            ),
+            inputs, f"Recording the train link for {bundle.address}",
+            output_directories=("provenance",),
+        ),
+    )
+    return TrainLink(train.output_digest)
+
+
+@dataclass(frozen=True)
+class PackageLinkRequest:
+    step: SigningStepRequest
+
+
+@dataclass(frozen=True)
+class PackageLink:
+    """`provenance/package.<keyid8>.link`: what model.pex, the manifest and weights/ came from."""
+
+    digest: Digest
+
+
+@rule(desc="Recording the package link", level=LogLevel.DEBUG)
+async def record_package_link(request: PackageLinkRequest) -> PackageLink:
+    bundle, keys, publics = request.step.bundle, request.step.keys, request.step.publics
+    inputs = await Get(
         Digest,
         MergeDigests(
-            [request.bundle, request.package_materials, request.known_digests, publics.digest]
+            [bundle.bundle, bundle.package_materials, bundle.known_digests, publics.digest]
         ),
     )
     package = await Get(
         ProcessResult,
-        _process(
-            tool, keys,
-            ("link", "--step=package", f"--key={keys['package']}", "--out=provenance",
-             f"--known-digests={KNOWN_DIGESTS_PATH}",
-             "--materials", "weights", *request.package_material_paths,
-             "--products", "manifest.json", "model.pex", "weights"),
-            package_inputs, f"Recording the package link for {what}",
+        key_invocation(
+            keys,
+            RecordLink(
+                step="package", key=keys["package"], out="provenance",
+                known_digests=KNOWN_DIGESTS_PATH,
+                materials=("weights", *bundle.package_material_paths),
+                products=("manifest.json", "model.pex", "weights"),
+            ),
+            inputs, f"Recording the package link for {bundle.address}",
             output_directories=("provenance",),
         ),
     )
-    provenance.append(package.output_digest)
+    return PackageLink(package.output_digest)
 
-    unsigned = await Get(Digest, MergeDigests([request.bundle, *provenance]))
-    unsigned = await Get(Digest, AddPrefix(unsigned, request.bundle_name))
-    unsigned = await Get(
-        Digest, MergeDigests([unsigned, request.known_digests, publics.digest])
-    )
+
+@dataclass(frozen=True)
+class SignatureRequest:
+    step: SigningStepRequest
+    provenance: Digest  # provenance/: the layout and the links so far
+
+
+@dataclass(frozen=True)
+class Signature:
+    """`model.sig` and `provenance/sign.<keyid8>.link`, at the bundle's root."""
+
+    digest: Digest
+
+
+@rule(desc="Signing model.sig", level=LogLevel.DEBUG)
+async def sign_model(request: SignatureRequest) -> Signature:
+    bundle, keys, publics = request.step.bundle, request.step.keys, request.step.publics
+    name = bundle.bundle_name
+    unsigned = await Get(Digest, MergeDigests([bundle.bundle, request.provenance]))
+    unsigned = await Get(Digest, AddPrefix(unsigned, name))
+    unsigned = await Get(Digest, MergeDigests([unsigned, bundle.known_digests, publics.digest]))
     signed = await Get(
         ProcessResult,
-        _process(
-            tool, keys,
-            ("sign", f"--bundle={request.bundle_name}", f"--key={keys['sign']}",
-             f"--known-digests={KNOWN_DIGESTS_PATH}"),
-            unsigned, f"Signing {what}",
-            output_files=(f"{request.bundle_name}/model.sig",),
-            output_directories=(f"{request.bundle_name}/provenance",),
+        key_invocation(
+            keys,
+            SignBundle(bundle=name, key=keys["sign"], known_digests=KNOWN_DIGESTS_PATH),
+            unsigned, f"Signing {bundle.address}",
+            output_files=(f"{name}/model.sig",),
+            output_directories=(f"{name}/provenance",),
         ),
     )
-    signature = await Get(Digest, RemovePrefix(signed.output_digest, request.bundle_name))
+    signature = await Get(Digest, RemovePrefix(signed.output_digest, name))
     only_new = await Get(
         Digest, DigestSubset(signature, PathGlobs(["model.sig", "provenance/sign.*.link"]))
     )
-    result = await Get(Digest, MergeDigests([request.bundle, *provenance, only_new]))
-    if request.imported_train_link is not None:
-        # A link from outside the build: check that a trusted key signed it and that its products
-        # are these weights, before anything reaches dist/.
-        check_inputs = await Get(Digest, MergeDigests([
-            await Get(Digest, AddPrefix(result, request.bundle_name)), publics.digest,
-            request.known_digests,
-        ]))
-        await Get(
-            ProcessResult,
-            _process(
-                tool, keys,
-                ("check-provenance", f"--bundle={request.bundle_name}",
-                 "--owner-public-key=keys/owner.pub", f"--known-digests={KNOWN_DIGESTS_PATH}"),
-                check_inputs, f"Checking the imported training link of {what}",
+    return Signature(only_new)
+
+
+@dataclass(frozen=True)
+class ImportedLinkCheckRequest:
+    step: SigningStepRequest
+    signed: Digest  # the signed bundle, at the digest's root
+
+
+@dataclass(frozen=True)
+class ImportedLinkChecked:
+    pass
+
+
+@rule(desc="Checking an imported training link", level=LogLevel.DEBUG)
+async def check_imported_link(request: ImportedLinkCheckRequest) -> ImportedLinkChecked:
+    """A link from outside the build: check that a trusted key signed it and that its products
+    are these weights, before anything reaches dist/."""
+    bundle, keys, publics = request.step.bundle, request.step.keys, request.step.publics
+    inputs = await Get(Digest, MergeDigests([
+        await Get(Digest, AddPrefix(request.signed, bundle.bundle_name)), publics.digest,
+        bundle.known_digests,
+    ]))
+    await Get(
+        ProcessResult,
+        key_invocation(
+            keys,
+            CheckProvenance(
+                bundle=bundle.bundle_name, owner_public_key="keys/owner.pub",
+                known_digests=KNOWN_DIGESTS_PATH,
             ),
-        )
+            inputs, f"Checking the imported training link of {bundle.address}",
+        ),
+    )
+    return ImportedLinkChecked()
+
+
+@rule(desc="Signing a model bundle", level=LogLevel.DEBUG)
+async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem) -> SignedBundle:
+    """The signing steps, in order: layout (after the revocation check), train link, package
+    link, model.sig with the sign link, then the check of an imported train link."""
+    expires = _expires(request.source_date_epoch, subsystem.layout_validity_days, request.address)
+    keys, publics = await MultiGet(
+        Get(SigningKeys, SigningKeysRequest()), Get(PublicKeys, PublicKeysRequest())
+    )
+    step = SigningStepRequest(request, keys, publics)
+    layout = await Get(Layout, LayoutRequest(step, expires))
+    train, package = await MultiGet(
+        Get(TrainLink, TrainLinkRequest(step)), Get(PackageLink, PackageLinkRequest(step))
+    )
+    provenance = await Get(
+        Digest, MergeDigests([layout.digest, train.digest, package.digest])
+    )
+    signature = await Get(Signature, SignatureRequest(step, provenance))
+    result = await Get(Digest, MergeDigests([request.bundle, provenance, signature.digest]))
+    if request.imported_train_link is not None:
+        await Get(ImportedLinkChecked, ImportedLinkCheckRequest(step, result))
     return SignedBundle(result)
 
 
 def rules() -> Iterable[Rule]:
-    return collect_rules()
+    return (*signing_keys.rules(), *collect_rules())
 

@@ -16,6 +16,7 @@ from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
 from pants.util.logging import LogLevel
 
+from modelseal_pants.errors import RuntimeDependencyError
 from modelseal_pants.subsystem import ModelsealSubsystem
 
 
@@ -78,7 +79,7 @@ async def gather_runtime_sources(
     closure = await Get(TransitiveTargets, TransitiveTargetsRequest(addresses))
     requirements = [t.address for t in closure.closure if t.has_field(PythonRequirementsField)]
     if requirements:
-        raise ValueError(
+        raise RuntimeDependencyError(
             f"`[modelseal].runtime` ({', '.join(subsystem.runtime)}) must use only the standard "
             f"library, because it is added to every model's PEX; it depends on {requirements[0]}."
         )

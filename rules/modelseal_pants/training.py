@@ -41,6 +41,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from modelseal_pants.graph import pex_roots
+from modelseal_pants.invocation import Train
 from modelseal_pants.target_types import (
     HyperparametersField,
     TrainingDataField,
@@ -132,15 +133,15 @@ async def train_model(request: TrainModelRequest) -> TrainedModel:
         ProcessResult,
         VenvPexProcess(
             pex,
-            argv=(
-                f"--entry-point={field_set.entry_point.value}",
-                "--data=data",
-                "--out=out",
-                f"--seed={field_set.seed.value}",
-                "--hyperparameters=hyperparameters.json",
-                f"--metrics={METRICS_FILE}",
-                f"--environment={ENVIRONMENT_FILE}",
-            ),
+            argv=Train(
+                entry_point=field_set.entry_point.value or "",
+                data="data",
+                out="out",
+                seed=field_set.seed.value or 0,
+                hyperparameters="hyperparameters.json",
+                metrics=METRICS_FILE,
+                environment=ENVIRONMENT_FILE,
+            ).argv(),
             input_digest=inputs,
             output_directories=("out",),
             output_files=(METRICS_FILE, ENVIRONMENT_FILE),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.base.glob_match_error_behavior import GlobMatchErrorBehavior
 from pants.core.goals.package import BuiltPackage
 from pants.engine.console import Console
@@ -16,11 +15,12 @@ from pants.engine.process import FallibleProcessResult
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, goal_rule
 from pants.engine.target import Targets
 from pants.option.option_types import BoolOption, StrOption
+from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 
-from modelseal_pants.package import ModelArtifactFieldSet
-from modelseal_pants.signing import PublicKeys, PublicKeysRequest
-from modelseal_pants.tool import ModelsealTool, ModelsealToolRequest
+from modelseal_pants.artifact import ModelArtifactFieldSet
+from modelseal_pants.invocation import ToolInvocation, VerifyBundle
+from modelseal_pants.signing_keys import PublicKeys, PublicKeysRequest
 
 
 class VerifySubsystem(GoalSubsystem):
@@ -53,32 +53,31 @@ async def verify_models(targets: Targets, console: Console, subsystem: VerifySub
         ModelArtifactFieldSet.create(t) for t in targets if ModelArtifactFieldSet.is_applicable(t)
     ]
     packages = await MultiGet(Get(BuiltPackage, ModelArtifactFieldSet, fs) for fs in field_sets)
-    tool, publics = await MultiGet(
-        Get(ModelsealTool, ModelsealToolRequest()), Get(PublicKeys, PublicKeysRequest())
-    )
+    publics = await Get(PublicKeys, PublicKeysRequest())
     policy = EMPTY_DIGEST
-    options = []
     if subsystem.policy:
         policy = await Get(
             Digest,
             PathGlobs([subsystem.policy], glob_match_error_behavior=GlobMatchErrorBehavior.error,
                       description_of_origin="`[verify].policy`"),
         )
-        options.append(f"--policy={subsystem.policy}")
-    if publics.development and subsystem.allow_development:
-        options.append("--allow-development")
     inputs = await MultiGet(
         Get(Digest, MergeDigests([package.digest, publics.digest, policy])) for package in packages
     )
     results = await MultiGet(
         Get(
             FallibleProcessResult,
-            VenvPexProcess(
-                tool.pex,
-                argv=("verify", _tar(package), "--trust=keys/owner.pub",
-                      "--release-key=keys/sign.pub", *options),
-                input_digest=digest,
-                description=f"Verifying {fs.address}",
+            ToolInvocation(
+                VerifyBundle(
+                    archive=_tar(package),
+                    trust="keys/owner.pub",
+                    release_key="keys/sign.pub",
+                    policy=subsystem.policy or "",
+                    allow_development=publics.development and subsystem.allow_development,
+                ),
+                digest,
+                f"Verifying {fs.address}",
+                level=LogLevel.INFO,
             ),
         )
         for fs, package, digest in zip(field_sets, packages, inputs)

@@ -1,0 +1,37 @@
+"""Every error the plugin raises, by name, so that a caller (or a test) can tell a bad option from
+a missing lockfile from an expired layout without matching message text.
+
+They subclass `ValueError` because that is what these conditions raised before they had names:
+code that caught `ValueError` keeps working. A field of a BUILD target that is wrong raises Pants'
+own `InvalidFieldException` instead, which names the target and the field.
+"""
+
+from __future__ import annotations
+
+
+class ModelsealPluginError(ValueError):
+    """The base of the plugin's errors: one line naming what is wrong and how to fix it."""
+
+
+class OptionError(ModelsealPluginError):
+    """A `[modelseal]` option (or the environment variable it names) is missing or invalid."""
+
+
+class SigningKeysError(OptionError):
+    """The signing key references are configured only in part, or name an unset variable."""
+
+
+class RuntimeDependencyError(OptionError):
+    """`[modelseal].runtime` depends on a third-party package, which every model PEX would carry."""
+
+
+class SourceDateEpochError(ModelsealPluginError):
+    """SOURCE_DATE_EPOCH is set to something other than a whole number of seconds."""
+
+
+class LockfileError(ModelsealPluginError):
+    """A model's resolve has no lockfile to record in the manifest."""
+
+
+class LayoutExpiredError(ModelsealPluginError):
+    """The layout would be expired from the day it is written (SOURCE_DATE_EPOCH + validity)."""
