@@ -84,6 +84,10 @@ def options(validity_days: int = 73000) -> list[str]:
         "--python-bootstrap-search-path=['<PATH>', '<PYENV>']",
         # Not a git checkout: SOURCE_DATE_EPOCH falls back to 1980; the layout must live long.
         f"--modelseal-layout-validity-days={validity_days}",
+        # The tool and runtime from the sources written above, as in this repository's pants.toml.
+        "--modelseal-tool=//src/modelseal:lib",
+        "--modelseal-runtime=['//src/modelseal/embedded/runtime.py:lib', "
+        "'//src/modelseal/embedded/training.py:lib']",
     ]
 
 

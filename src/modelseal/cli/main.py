@@ -41,6 +41,7 @@ from modelseal.cli.signing import (
     sign_arguments,
 )
 from modelseal.cli.verify import run, run_arguments, split_passthrough, verify, verify_arguments
+from modelseal.embedded.sources import copy_runtime_sources
 from modelseal.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ModelsealError
 from modelseal.format.archive import write_tar
 from modelseal.format.atomic import write_atomic
@@ -112,6 +113,17 @@ def _inspect(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(describe(manifest, {p.path: p.size for p in present}))
     sys.stdout.flush()
+    return EXIT_OK
+
+
+def _runtime_sources_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", metavar="DIR", help="where to write modelseal/...")
+
+
+def _runtime_sources(args: argparse.Namespace) -> int:
+    """Print each copied path: the plugin's process log then says what a model.pex embeds."""
+    for path in copy_runtime_sources(args.out):
+        print(path)
     return EXIT_OK
 
 
@@ -198,6 +210,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("layout", "create or rotate the owner-signed in-toto layout", layout, layout_arguments),
     Command("keygen", "generate a signing key", keygen, keygen_arguments),
     Command("keys", "export public keys", keys, keys_arguments),
+    Command(
+        "runtime-sources",
+        "(internal) copy the embedded runtime's sources",
+        _runtime_sources,
+        _runtime_sources_arguments,
+        "Copy modelseal.embedded.runtime, modelseal.embedded.training and the modules they import "
+        "into DIR/modelseal/: the plugin adds them to every model.pex when modelseal is "
+        "installed from its wheel rather than built from sources in the repository.",
+    ),
     Command(
         "rebuild",
         "rebuild a commit and compare it with a published artifact",
