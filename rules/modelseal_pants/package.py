@@ -62,6 +62,17 @@ from modelseal_pants.signing import (
 from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
 
 
+async def _package_materials(
+    checked: CheckedModelArtifact, runtime: RuntimeSources
+) -> tuple[Digest, tuple[str, ...]]:
+    """What the PEX was made of, for the package link: the handler's sources, the modelseal
+    runtime, the lock."""
+    lock = await Get(Digest, CreateDigest([checked.lock]))
+    digest = await Get(Digest, MergeDigests([lock, checked.sources.digest, runtime.digest]))
+    runtime_files = await Get(Snapshot, Digest, runtime.digest)
+    return digest, (checked.lock.path, *checked.sources.files, *runtime_files.files)
+
+
 @rule(desc="Packaging a model artifact", level=LogLevel.DEBUG)
 async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
     """The steps, in order: check, build model.pex, write the manifest, assemble, sign (train,
@@ -120,17 +131,6 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
             BuiltPackageArtifact(f"{out_dir}/{archive.name}"),
         ),
     )
-
-
-async def _package_materials(
-    checked: CheckedModelArtifact, runtime: RuntimeSources
-) -> tuple[Digest, tuple[str, ...]]:
-    """What the PEX was made of, for the package link: the handler's sources, the modelseal
-    runtime, the lock."""
-    lock = await Get(Digest, CreateDigest([checked.lock]))
-    digest = await Get(Digest, MergeDigests([lock, checked.sources.digest, runtime.digest]))
-    runtime_files = await Get(Snapshot, Digest, runtime.digest)
-    return digest, (checked.lock.path, *checked.sources.files, *runtime_files.files)
 
 
 def rules() -> list[Rule | UnionRule]:
