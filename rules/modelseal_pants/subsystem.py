@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pants.backend.python.subsystems.python_tool_base import PythonToolRequirementsBase
-from pants.option.option_types import DictOption, IntOption, StrListOption, StrOption
+from pants.option.option_types import BoolOption, DictOption, IntOption, StrListOption, StrOption
 from pants.util.strutil import softwrap
 
 PLUGIN_DISTRIBUTION = "modelseal-pants"
@@ -120,6 +120,17 @@ class ModelsealSubsystem(PythonToolRequirementsBase):
             A revocation list (canonical JSON `{"revoked": [key ids], "schema":
             "modelseal.revocations/v1"}`, relative to the build root). The build refuses to sign
             with, or to trust, a revoked key; `modelseal verify` refuses bundles that rely on one.
+            """
+        ),
+    )
+    allow_dirty = BoolOption(
+        default=False,
+        help=softwrap(
+            """
+            Let a build that signs with release keys run from a work tree that differs from its
+            commit (uncommitted changes, untracked files). Either way the manifest records
+            `dirty` and the sha256 of the difference; without this option such a release build
+            fails, and a development build warns once.
             """
         ),
     )

@@ -9,6 +9,7 @@ The wheels come from `MODELSEAL_WHEELS` when set (a directory, e.g. a copy of di
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -75,6 +76,8 @@ def test_foreign_repository(wheels: Path, tmp_path: Path) -> None:
     bundle = repo / "dist" / BUNDLE
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["name"] == "edges", manifest
+    assert (manifest["build"]["dirty"], manifest["build"]["dirty_sha256"]) == (False, "")
+    assert "work tree differs" not in packaged.stderr
     predicted = subprocess.run(
         [python(11), str(bundle / "model.pex"), "predict"],
         input=json.dumps({"image": [[0, 0, 0, 0], [0, 9, 9, 0], [0, 9, 9, 0], [0, 0, 0, 0]]}),
@@ -93,6 +96,20 @@ def test_foreign_repository(wheels: Path, tmp_path: Path) -> None:
 
     reproduced = pants(repo, env, "reproduce", "::")
     assert reproduced.returncode == 0, (reproduced.stdout + reproduced.stderr)[-5000:]
+
+    # A development build from a dirty work tree says so once and records the difference.
+    (repo / "ml" / "vision" / "edges" / "NOTES.md").write_text("not committed yet\n")
+    dirty = pants(repo, env, "package", "::")
+    assert dirty.returncode == 0, dirty.stderr[-5000:]
+    assert dirty.stderr.count("The work tree differs from the commit") == 1, dirty.stderr
+    untracked = subprocess.run(
+        ["git", "-C", str(repo), "ls-files", "-z", "--others", "--exclude-standard"],
+        check=True, capture_output=True,
+    ).stdout
+    expected = hashlib.sha256(b"\0untracked\0" + untracked).hexdigest()  # no tracked change
+    build = json.loads((bundle / "manifest.json").read_text())["build"]
+    assert (build["dirty"], build["dirty_sha256"]) == (True, expected), build
+    (repo / "ml" / "vision" / "edges" / "NOTES.md").unlink()
 
     # The reference tools accept the bundle.
     tools = reference_tools()
