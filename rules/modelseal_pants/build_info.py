@@ -32,11 +32,11 @@ class BuildInfoRequest:
 @dataclass(frozen=True)
 class BuildInfo:
     commit: str  # empty outside a git checkout
+    source_date_epoch: int
     # The work tree differs from `commit` (uncommitted changes, untracked files that git does not
     # ignore), and the sha256 of `git diff HEAD --binary` followed by the untracked files' names.
     dirty: bool = False
     dirty_sha256: str = ""
-    source_date_epoch: int
 
 
 def _parse_epoch(value: str) -> int:
