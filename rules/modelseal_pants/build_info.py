@@ -84,8 +84,9 @@ async def build_info(_: BuildInfoRequest, build_root: BuildRoot) -> BuildInfo:
     dirty, dirty_sha256 = False, ""
     if commit and git.first_path:
         git_path = git.first_path.path
+        diff_args = ("diff", "--no-ext-diff", "--no-color", "--binary", "HEAD")
         diff, untracked = await MultiGet(
-            Get(FallibleProcessResult, _git(git_path, build_root, "diff", "--no-ext-diff", "--no-color", "--binary", "HEAD")),
+            Get(FallibleProcessResult, _git(git_path, build_root, *diff_args)),
             Get(
                 FallibleProcessResult,
                 _git(git_path, build_root, "ls-files", "-z", "--others", "--exclude-standard"),

@@ -1,4 +1,4 @@
-"""`[modelseal]` options: where the plugin finds the modelseal code it runs and embeds, and the keys.
+"""`[modelseal]` options: where the plugin finds the modelseal code it runs and embeds; the keys.
 
 The tool is a Python tool like Pants' own (`PythonToolRequirementsBase`): by default it is
 `modelseal==<this plugin's version>`, installed from the hash-pinned lock shipped inside the plugin
@@ -10,9 +10,10 @@ modelseal's own repository does, build it from sources in the tree (`tool`).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pants.backend.python.subsystems.python_tool_base import PythonToolRequirementsBase
 from pants.option.option_types import BoolOption, DictOption, IntOption, StrListOption, StrOption
@@ -60,9 +61,9 @@ class ModelsealSubsystem(PythonToolRequirementsBase):
     )
 
     default_version = f"modelseal=={VERSION}" if VERSION else "modelseal"
-    default_requirements = [default_version]
+    default_requirements: ClassVar[Sequence[str]] = [default_version]
     register_interpreter_constraints = True
-    default_interpreter_constraints = ["CPython>=3.9,<3.14"]
+    default_interpreter_constraints: ClassVar[Sequence[str]] = ["CPython>=3.9,<3.14"]
     default_lockfile_resource = ("modelseal_pants", "modelseal.lock")
 
     owner_key = StrOption(

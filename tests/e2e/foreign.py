@@ -142,7 +142,9 @@ def make_repo(
     )
     files = {
         "pants.toml": PANTS_TOML.format(
-            version=version, wheels=wheels.resolve(), pex_cli=pex_cli_section(source_toml, str(pex_tool))
+            version=version,
+            wheels=wheels.resolve(),
+            pex_cli=pex_cli_section(source_toml, str(pex_tool)),
         ),
         "pants": LAUNCHER.format(python=bootstrap_venv / "bin" / "python"),
         ".gitignore": "/dist/\n/.pants.d/\n/.pids/\n",
@@ -180,7 +182,7 @@ def bootstrap_venv(source_repo: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--wheels", required=True, type=Path, help="the directory of the wheels")
     parser.add_argument("--out", required=True, type=Path, help="where to write the repository")
     args = parser.parse_args()

@@ -111,10 +111,14 @@ def test_foreign_repository(wheels: Path, tmp_path: Path) -> None:
     assert (build["dirty"], build["dirty_sha256"]) == (True, expected), build
     (repo / "ml" / "vision" / "edges" / "NOTES.md").unlink()
 
-    # The reference tools accept the bundle.
+    check_reference_tools(repo / "dist" / f"{BUNDLE}.tar", keyring, tmp_path / "unpacked")
+    check_wheel_installs(wheels, source, repo / "dist" / f"{BUNDLE}.tar", keyring, tmp_path)
+
+
+def check_reference_tools(tar_path: Path, keyring: Path, unpacked: Path) -> None:
+    """in-toto-verify and model_signing accept the bundle."""
     tools = reference_tools()
-    unpacked = tmp_path / "unpacked"
-    with tarfile.open(repo / "dist" / f"{BUNDLE}.tar") as tar:
+    with tarfile.open(tar_path) as tar:
         tar.extractall(unpacked)  # The archive this test's build just wrote.
     unpacked_bundle = unpacked / Path(BUNDLE).name
     in_toto = subprocess.run(
@@ -131,7 +135,11 @@ def test_foreign_repository(wheels: Path, tmp_path: Path) -> None:
     )
     assert signed.returncode == 0, signed.stdout + signed.stderr
 
-    # The modelseal wheel, installed with no index from a directory, verifies the bundle.
+
+def check_wheel_installs(
+    wheels: Path, source: Path, tar_path: Path, keyring: Path, tmp_path: Path
+) -> None:
+    """The modelseal wheel, installed with no index from a directory, verifies the bundle."""
     for minor in (9, 13):
         version = f"3.{minor}"
         wheelhouse = tmp_path / f"wheelhouse-{version}"
@@ -151,7 +159,7 @@ def test_foreign_repository(wheels: Path, tmp_path: Path) -> None:
             check=True,
         )
         checked = subprocess.run(
-            [str(venv / "bin" / "modelseal"), "verify", str(repo / "dist" / f"{BUNDLE}.tar"),
+            [str(venv / "bin" / "modelseal"), "verify", str(tar_path),
              "--trust", str(keyring / "owner.pub"), "--release-key", str(keyring / "sign.pub"),
              "--allow-development"],
             capture_output=True, text=True,
