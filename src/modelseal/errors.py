@@ -49,9 +49,17 @@ class SpecError(ModelsealError):
 
 class IntegrityError(ModelsealError):
     """The bytes are not the ones recorded: a digest or size differs, a file is missing or extra,
-    or an archive holds something a bundle never contains."""
+    or an archive holds something a bundle never contains. `expected` and `found`, when given,
+    are the two sides for verify's JSON report (the message already says them)."""
 
     exit_code: ClassVar[int] = EXIT_INTEGRITY
+
+    def __init__(
+        self, *, what: str, where: str, remedy: str, expected: str = "", found: str = ""
+    ) -> None:
+        super().__init__(what=what, where=where, remedy=remedy)
+        self.expected = expected
+        self.found = found
 
 
 class KeyError_(ModelsealError):  # the builtin KeyError is a different thing.

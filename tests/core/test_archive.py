@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 import modelseal
 from core.interpreters import SUPPORTED_MINORS, find_python
 from modelseal.errors import ArchiveError, SpecError
-from modelseal.format.archive import TarMember, read_tar_members, write_tar
+from modelseal.format.archive import read_tar_members, write_tar
+from modelseal.format.tree import Entry
 
 MTIME = 1700000000
 FILES = {
@@ -291,9 +292,9 @@ def test_read_tar_members(tmp_path: Path) -> None:
     listing = read_tar_members(out, read=("manifest.json", "weights"))
     assert listing.top == "iris-1.0.0"
     assert listing.members[:3] == (
-        TarMember("manifest.json", False, 3),
-        TarMember("model.pex", False, len(FILES["model.pex"])),
-        TarMember("weights", True, 0),
+        Entry("manifest.json", False, 3),
+        Entry("model.pex", False, len(FILES["model.pex"])),
+        Entry("weights", True, 0),
     )
     assert len(listing.members) == 7
     assert listing.contents == {"manifest.json": b"{}\n"}
@@ -307,6 +308,7 @@ def _tar(path: Path, *members: tuple[str, bytes, bytes]) -> Path:
         for name, kind, content in members:
             info = tarfile.TarInfo(name)
             info.type = kind
+            info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644  # As the writer's.
             if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
                 info.linkname = "b/a"
             if kind == tarfile.REGTYPE:

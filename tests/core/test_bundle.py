@@ -8,8 +8,9 @@ import pytest
 from core.bundles import write_bundle
 from modelseal.errors import IntegrityError, SpecError
 from modelseal.format.archive import write_tar
-from modelseal.format.bundle import PresentFile, read_bundle, verify_files
+from modelseal.format.bundle import read_bundle, verify_files
 from modelseal.format.manifest import Manifest
+from modelseal.format.tree import Entry
 
 FILES = {
     "model.pex": b"pex",
@@ -27,12 +28,12 @@ def bundle(tmp_path: Path) -> Path:
     return root
 
 
-def _present(root: Path) -> list[PresentFile]:
+def _present(root: Path) -> list[Entry]:
     return [
-        PresentFile("manifest.json", (root / "manifest.json").stat().st_size),
-        PresentFile("model.pex", 3),
-        PresentFile("weights/model.json", 13),
-        PresentFile("weights/tokenizer/vocab.json", 5),
+        Entry("manifest.json", False, (root / "manifest.json").stat().st_size),
+        Entry("model.pex", False, 3),
+        Entry("weights/model.json", False, 13),
+        Entry("weights/tokenizer/vocab.json", False, 5),
     ]
 
 
@@ -116,5 +117,5 @@ def test_verify_refuses_symlink(bundle: Path) -> None:
     target = bundle / "weights/model.json"
     target.rename(bundle.parent / "elsewhere.json")
     target.symlink_to(bundle.parent / "elsewhere.json")
-    with pytest.raises(SpecError, match="a symbolic link cannot be part of a bundle"):
+    with pytest.raises(IntegrityError, match="a symbolic link cannot be part of a bundle"):
         _verify(bundle)

@@ -133,6 +133,30 @@ def test_refuses_missing_weights(
     assert err.startswith("model.pex: refusing to load: weights/model.json: missing")
 
 
+@pytest.mark.parametrize("kind", ["unlisted file", "symlinked file", "symlinked directory"])
+def test_refuses_what_the_manifest_does_not_list_in_weights(
+    bundle: Bundle, monkeypatch: pytest.MonkeyPatch, capsys: Any, tmp_path: Path, kind: str
+) -> None:
+    # A handler loads its weights directory as a whole: anything there it would load unchecked.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "evil.pkl").write_bytes(b"not verified")
+    weights = bundle.root / "weights"
+    if kind == "unlisted file":
+        (weights / "extra.pkl").write_bytes(b"not verified")
+        expected = "weights/extra.pkl: present in the bundle but not listed in the manifest"
+    elif kind == "symlinked file":
+        (weights / "extra.pkl").symlink_to(outside / "evil.pkl")
+        expected = "a symbolic link cannot be part of a bundle"
+    else:
+        (weights / "more").symlink_to(outside)
+        expected = "a symbolic link cannot be part of a bundle"
+    code, out, err = _run(["predict"], b'{"x": [1]}', monkeypatch, capsys)
+    assert (code, out) == (4, "")
+    assert err.startswith("model.pex: refusing to load: ") and expected in err
+    assert bundle.module not in sys.modules
+
+
 def test_only_weights_are_checked(
     bundle: Bundle, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
@@ -262,6 +286,7 @@ ALLOWED = {
     "modelseal.format.manifest",
     "modelseal.format.canonical",
     "modelseal.format.digests",
+    "modelseal.format.tree",
     "modelseal.errors",
 }
 

@@ -331,7 +331,9 @@ def test_malformed_provenance_json(
     target.write_bytes(data[: len(data) // 2] if damage == "truncate" else b'{"signed": [1,')
     resign(str(bundle), keys)
     code, _, _ = verify(keys, bundle, capsys)
-    assert code == EXIT_PROVENANCE_CHECK
+    # model.sig must be signed by a key the layout names for `sign`: an unreadable layout
+    # names none, so the signature check refuses it; a damaged link reaches the provenance check.
+    assert code == (EXIT_SIGNATURE if what == LAYOUT_PATH else EXIT_PROVENANCE_CHECK)
 
 
 # -- integrity --------------------------------------------------------------------------------
@@ -689,10 +691,15 @@ def test_run_passes_arguments_and_exit_code(
 ) -> None:
     bundle = make_signed_bundle(str(tmp_path / "b"), keys)
     tar = tar_of(bundle, str(tmp_path / "iris-1.0.0.tar"))
-    monkeypatch.setenv("PEX_EXIT", "7")
+    monkeypatch.setenv("MODEL_EXIT", "7")
+    for variable in ("PEX_INHERIT_PATH", "PEX_MODULE", "PYTHONPATH", "PYTHONSTARTUP", "LD_PRELOAD"):
+        monkeypatch.setenv(variable, str(tmp_path / "elsewhere"))
     assert _run(keys, tar, "predict", "--flag") == 7
-    out = capfd.readouterr().out
-    assert json.loads(out)["argv"] == ["predict", "--flag"]
+    seen = json.loads(capfd.readouterr().out)
+    assert seen["argv"] == ["predict", "--flag"]
+    # Only what modelseal sets reaches the model: its own, new PEX_ROOT, and no user site.
+    assert seen["env"] == ["PEX_ROOT", "PYTHONNOUSERSITE"]
+    assert seen["pex_root"].startswith(str(scratch)) and not os.path.exists(seen["pex_root"])
 
 
 def test_run_runs_nothing_when_verification_fails(

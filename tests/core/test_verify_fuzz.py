@@ -16,6 +16,7 @@ from core.verify_fixtures import make_signed_bundle, tar_of
 from modelseal.errors import ModelsealError
 from modelseal.format.manifest import Manifest
 from modelseal.format.safe_extract import extract_bundle
+from modelseal.keys.core import PublicKey
 from modelseal.verify.checks import VerifyOptions, verified_bundle
 from modelseal.verify.policy import Policy
 
@@ -123,8 +124,8 @@ def test_verification_of_mutated_metadata(
         (target,) = (p for p in Path(copy).rglob("*") if p.is_file() and which in str(p))
         target.write_bytes(_mutate(target.read_bytes(), edits, cut))
         options = VerifyOptions(
-            owner_pem=keys.signers["owner"].public_key_pem,
-            release_pem=keys.signers["release"].public_key_pem,
+            owner=PublicKey.from_pem(keys.signers["owner"].public_key_pem),
+            release=PublicKey.from_pem(keys.signers["release"].public_key_pem),
         )
         with verified_bundle(copy, options) as report:
             assert report.failure is not None or report.ok

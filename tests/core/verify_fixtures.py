@@ -19,15 +19,19 @@ from modelseal.signing.modelsig import bundle_digests
 from modelseal.signing.provenance import link_file_name, write_link
 from modelseal.signing.release import sign_release
 
-# The PEX's entry: echoes its arguments and stdin, and leaves a marker when $MARKER names one,
-# so a test can prove that it did, or did not, run.
+# The PEX's entry: echoes its arguments, stdin and the loader variables it sees, and leaves a
+# marker when $MARKER names one, so a test can prove that it did, or did not, run.
 MAIN = b"""
 import json, os, sys
 marker = os.environ.get("MARKER")
 if marker:
     open(marker, "w").close()
-sys.stdout.write(json.dumps({"argv": sys.argv[1:], "stdin": sys.stdin.read()}))
-sys.exit(int(os.environ.get("PEX_EXIT", "0")))
+loaders = sorted(k for k in os.environ if k.startswith(("PEX_", "PYTHON", "LD_")))
+sys.stdout.write(json.dumps({
+    "argv": sys.argv[1:], "stdin": sys.stdin.read(), "env": loaders,
+    "pex_root": os.environ.get("PEX_ROOT", ""),
+}))
+sys.exit(int(os.environ.get("MODEL_EXIT", "0")))
 """
 
 Hook = Callable[[dict[str, Any]], None]

@@ -123,7 +123,7 @@ def opened_bundle(path: str) -> Iterator[tuple[str, dict[str, FileState]]]:
         yield path, tree_states(path)
         return
     scan = scan_tar(path)
-    modes = {m.path: m.info.mode for m in scan.members if not m.is_dir}
+    modes = {m.path: scan.modes[m.path] for m in scan.members if not m.is_dir}
     scratch = private_directory("modelseal-compare-")
     try:
         root = extract_bundle(path, scratch)

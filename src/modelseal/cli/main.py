@@ -40,7 +40,15 @@ from modelseal.cli.signing import (
     sign,
     sign_arguments,
 )
-from modelseal.cli.verify import run, run_arguments, split_passthrough, verify, verify_arguments
+from modelseal.cli.verify import (
+    extract,
+    extract_arguments,
+    run,
+    run_arguments,
+    split_passthrough,
+    verify,
+    verify_arguments,
+)
 from modelseal.embedded.sources import copy_runtime_sources
 from modelseal.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ModelsealError
 from modelseal.format.archive import write_tar
@@ -200,6 +208,16 @@ COMMANDS: tuple[Command, ...] = (
         run_arguments,
         "Verify as `modelseal verify` does, then run the verified model.pex with the arguments "
         "after `--` (e.g. `-- predict`); nothing runs when verification fails.",
+    ),
+    Command(
+        "extract",
+        "verify a bundle tar, then write out exactly the verified files (the safe `tar xf`)",
+        extract,
+        extract_arguments,
+        "Verify BUNDLE.tar as `modelseal verify` does, then write the verified bytes to "
+        "DIR/<name>-<version> (which must not exist). Nothing is written when verification "
+        "fails. Use this instead of `tar xf`: tar readers differ, and only this one is the "
+        "reader that was verified.",
     ),
     Command(
         "record",

@@ -9,15 +9,24 @@ unverified extraction could differ.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from modelseal.errors import EXIT_FAILURE, EXIT_OK, ModelsealError, SpecError
 from modelseal.format.canonical import canonical_json
-from modelseal.format.safe_extract import DEFAULT_LIMITS, Limits
+from modelseal.format.safe_extract import (
+    DEFAULT_LIMITS,
+    Limits,
+    copy_verified,
+    private_directory,
+    remove_tree,
+)
 from modelseal.keys.core import PublicKey
 from modelseal.verify.checks import (
     Report,
@@ -28,9 +37,25 @@ from modelseal.verify.checks import (
 )
 from modelseal.verify.policy import Policy
 
-__all__ = ["run", "run_arguments", "split_passthrough", "verify", "verify_arguments"]
+__all__ = [
+    "child_environment",
+    "extract",
+    "extract_arguments",
+    "run",
+    "run_arguments",
+    "split_passthrough",
+    "verify",
+    "verify_arguments",
+]
 
-MAX_CONFIG_SIZE = 16 * 1024 * 1024
+# Keys, the policy and the revocation list are small: read at most this much of each.
+MAX_CONFIG_SIZE = 1024 * 1024
+
+# What changes the code a Python process or a PEX loads, removed from `run`'s child
+# (docs/verification.md lists them): pex's own settings, the interpreter's, and the dynamic
+# loader's. PEX_ROOT is then set to a new empty directory; PYTHONNOUSERSITE keeps the user's
+# site-packages (and their .pth files) out.
+SCRUBBED_PREFIXES = ("PEX_", "__PEX_", "PYTHON", "LD_", "DYLD_")
 
 
 def verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +65,9 @@ def verify_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--release-key",
-        required=True,
         metavar="RELEASE.pub",
-        help="the public key that signed model.sig",
+        help="pin: model.sig must be signed by this key (it must also be one the layout "
+        "authorizes for the sign step, which is all that is required without this option)",
     )
     parser.add_argument("--policy", metavar="FILE", help="a modelseal.policy/v1 JSON file")
     parser.add_argument(
@@ -105,10 +130,11 @@ def _options(args: argparse.Namespace, progress: TerminalProgress | None) -> Ver
     usage problem (exit 3 or 5), not a verdict on the bundle."""
     from modelseal.signing.provenance import load_revocations
 
-    owner = _read(args.trust, "owner key")
-    release = _read(args.release_key, "release key")
-    PublicKey.from_pem(owner, source=args.trust)
-    PublicKey.from_pem(release, source=args.release_key)
+    owner = PublicKey.from_pem(_read(args.trust, "owner key"), source=args.trust)
+    release = None
+    if args.release_key:
+        pinned = _read(args.release_key, "release key")
+        release = PublicKey.from_pem(pinned, source=args.release_key)
     policy = None
     if args.policy:
         policy = Policy.from_bytes(_read(args.policy, "policy"), source=args.policy)
@@ -122,8 +148,8 @@ def _options(args: argparse.Namespace, progress: TerminalProgress | None) -> Ver
             remedy="pass a number of bytes",
         )
     return VerifyOptions(
-        owner_pem=owner,
-        release_pem=release,
+        owner=owner,
+        release=release,
         policy=policy,
         policy_source=args.policy or "policy",
         revoked=revoked,
@@ -179,7 +205,47 @@ def _print_report(report: Report, as_json: bool, *, quiet: bool = False) -> None
     sys.stdout.flush()
 
 
-def _verify_then(args: argparse.Namespace, command: Sequence[str] | None) -> int:
+class _Signalled(BaseException):
+    """SIGTERM (or SIGINT) during verify, run or extract: unwinds like an exception, so the
+    private directory is removed (and `run`'s child killed) before the process exits."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(number)
+        self.number = number
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    def handler(number: int, frame: object) -> None:
+        raise _Signalled(number)
+
+    previous = {n: signal.signal(n, handler) for n in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def _verify_then(
+    args: argparse.Namespace,
+    command: Sequence[str] | None,
+    then: Callable[[Report], int] | None = None,
+) -> int:
+    try:
+        with _signals_unwind():
+            return _verify_then_inner(args, command, then)
+    except _Signalled as s:
+        name = signal.Signals(s.number).name
+        print(f"modelseal: error: stopped by {name}; nothing was kept", file=sys.stderr)
+        return 128 + s.number
+
+
+def _verify_then_inner(
+    args: argparse.Namespace,
+    command: Sequence[str] | None,
+    then: Callable[[Report], int] | None,
+) -> int:
     progress = None if args.json else default_progress()
     try:
         options = _options(args, progress)
@@ -188,6 +254,9 @@ def _verify_then(args: argparse.Namespace, command: Sequence[str] | None) -> int
                 progress.close()
             if command is not None and report.ok:
                 return _run_pex(report, command, model_python(args))
+            if then is not None and report.ok:
+                _print_report(report, args.json)
+                return then(report)
             _print_report(report, args.json, quiet=command is not None)
             return EXIT_OK if report.failure is None else report.failure.exit_code
     except (ModelsealError, OSError) as e:
@@ -209,13 +278,69 @@ def _run_pex(report: Report, command: Sequence[str], python: str) -> int:
     assert manifest is not None
     pex = os.path.join(report.bundle_dir, *manifest.runtime.pex.split("/"))
     sys.stdout.flush()
-    completed = subprocess.run([python, pex, *command], cwd=report.bundle_dir)
+    # A new, empty PEX_ROOT: pex unpacks into $PEX_ROOT/unzipped_pexes/<hash from PEX-INFO>
+    # and trusts what it finds there, so a shared cache filled by a forged PEX with the same
+    # PEX-INFO would run instead of the verified bytes.
+    pex_root = private_directory("modelseal-pex-root-")
+    try:
+        env = child_environment(os.environ, pex_root)
+        completed = subprocess.run([python, pex, *command], cwd=report.bundle_dir, env=env)
+    finally:
+        remove_tree(pex_root)
     code = completed.returncode
     return 128 - code if code < 0 else code
 
 
+def child_environment(environ: Mapping[str, str], pex_root: str) -> dict[str, str]:
+    """`environ` without what changes the code Python or pex loads (SCRUBBED_PREFIXES), with
+    PEX_ROOT set to `pex_root` and the user's site-packages off."""
+    env = {k: v for k, v in environ.items() if not k.upper().startswith(SCRUBBED_PREFIXES)}
+    env["PEX_ROOT"] = pex_root
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
 def verify(args: argparse.Namespace) -> int:
     return _verify_then(args, None)
+
+
+def extract_arguments(parser: argparse.ArgumentParser) -> None:
+    verify_arguments(parser)
+    parser.add_argument(
+        "directory", metavar="DIR", help="where to write the verified bundle (DIR/<name>-<version>)"
+    )
+
+
+def extract(args: argparse.Namespace) -> int:
+    """Verify the tar, then write out exactly the verified bytes: the safe `tar xf`."""
+    if not os.path.isfile(args.bundle):
+        raise SpecError(
+            what="not a bundle tar",
+            where=args.bundle,
+            remedy="pass the .tar that `pants package` wrote (a directory needs no extraction)",
+        )
+    return _verify_then(args, None, lambda report: _write_out(report, args.directory))
+
+
+def _write_out(report: Report, directory: str) -> int:
+    """Copy the verified private copy into `directory/<top>`, hashing every byte copied against
+    the digests the checks used; a temporary directory renamed into place, so nothing half
+    written remains."""
+    source = report.bundle_dir
+    target = os.path.join(directory, os.path.basename(source))
+    if os.path.lexists(target):
+        raise SpecError(
+            what="already exists", where=target, remedy="remove it or extract somewhere else"
+        )
+    os.makedirs(directory, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".modelseal-extract-", dir=directory)
+    try:
+        copy_verified(source, os.path.join(staging, "bundle"), report.digests)
+        os.rename(os.path.join(staging, "bundle"), target)
+    finally:
+        remove_tree(staging)
+    print(f"modelseal: extracted to {target}", file=sys.stderr)
+    return EXIT_OK
 
 
 def run(args: argparse.Namespace) -> int:

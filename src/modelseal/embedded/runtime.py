@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 from modelseal.errors import IntegrityError, ModelsealError, SpecError
 from modelseal.format.canonical import canonical_json, load_json
-from modelseal.format.digests import check_files
+from modelseal.format.digests import check_tree
 from modelseal.format.manifest import MANIFEST_PATH, WEIGHTS_DIR, Manifest, describe
 
 __all__ = ["bundle_dir", "load_handler", "load_manifest", "main", "predict"]
@@ -92,7 +92,10 @@ def load_handler(entry_point: str) -> Any:
 
 def predict(directory: str, manifest: Manifest, stdin: BinaryIO, stdout: BinaryIO) -> None:
     """Verify the weights, load the model and answer one JSON document from `stdin`."""
-    check_files(directory, {entry.path: (entry.sha256, entry.size) for entry in manifest.weights})
+    # Every file in weights/ listed, none a link, each with its sha256: a handler loads a
+    # directory, so an unlisted file there would be loaded unchecked.
+    expected = {entry.path: (entry.sha256, entry.size) for entry in manifest.weights}
+    check_tree(directory, expected, below=WEIGHTS_DIR)
     try:
         inputs = load_json(stdin.read())
     except ValueError as e:

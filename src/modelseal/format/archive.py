@@ -7,8 +7,7 @@ commit (SOURCE_DATE_EPOCH), owner 0:0 with empty names, mode 0755 for directorie
 PEX and 0644 for everything else, GNU format so no pax header carries a timestamp.
 
 Reading is the other side of the same boundary: a tar from elsewhere is untrusted, so the reader
-refuses anything a bundle never contains (absolute paths, `..`, links, devices, duplicates) before
-anything looks at a member.
+(modelseal.format.tarstream) accepts only the headers this writer emits, byte for byte.
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ from modelseal.errors import SpecError
 from modelseal.format.atomic import atomic_output
 from modelseal.format.manifest import PEX_PATH, bundle_path_problem
 from modelseal.format.safe_extract import read_members
-from modelseal.format.tree import walk
+from modelseal.format.tree import Entry, walk
 
-__all__ = ["TarListing", "TarMember", "read_tar_members", "write_tar"]
+__all__ = ["TarListing", "read_tar_members", "write_tar"]
 
 DIR_MODE = 0o755
 EXECUTABLE_MODE = 0o755
@@ -105,20 +104,11 @@ def write_tar(
 
 
 @dataclass(frozen=True)
-class TarMember:
-    """A member of a bundle tar: its path below the top directory, and its size."""
-
-    path: str
-    is_dir: bool
-    size: int
-
-
-@dataclass(frozen=True)
 class TarListing:
     """A bundle tar's top directory, its members (top excluded) and the contents read on request."""
 
     top: str
-    members: tuple[TarMember, ...]
+    members: tuple[Entry, ...]
     contents: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -130,5 +120,5 @@ def read_tar_members(
     (modelseal.format.safe_extract), so an unsafe tar fails the same way, with ArchiveError
     (exit 10), whichever command reads it."""
     scan, contents = read_members(os.fspath(path), read, max_read_size)
-    members = tuple(TarMember(m.path, m.is_dir, m.size) for m in scan.members if m.path)
+    members = scan.members
     return TarListing(top=scan.top, members=members, contents=contents)

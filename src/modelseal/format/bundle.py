@@ -9,26 +9,17 @@ except for the manifest itself and what signing adds after it (`model.sig`, `pro
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from modelseal.errors import IntegrityError, SpecError
 from modelseal.format.archive import read_tar_members
-from modelseal.format.digests import CHANGED_REMEDY, check_files
+from modelseal.format.digests import check_tree
 from modelseal.format.manifest import MANIFEST_PATH, Manifest, is_reserved
-from modelseal.format.tree import walk
+from modelseal.format.tree import Entry, walk
 
-__all__ = ["PresentFile", "read_bundle", "verify_files"]
-
-
-@dataclass(frozen=True)
-class PresentFile:
-    """A regular file found in a bundle: path relative to the bundle root, size in bytes."""
-
-    path: str
-    size: int
+__all__ = ["read_bundle", "verify_files"]
 
 
-def read_bundle(path: str | os.PathLike[str]) -> tuple[Manifest, list[PresentFile]]:
+def read_bundle(path: str | os.PathLike[str]) -> tuple[Manifest, list[Entry]]:
     """The manifest of the bundle directory or tar at `path`, and every regular file present in
     it (sorted by path). Nothing is hashed: that is `verify_files`' job."""
     location = os.fspath(path)
@@ -44,7 +35,7 @@ def read_bundle(path: str | os.PathLike[str]) -> tuple[Manifest, list[PresentFil
                 remedy="pass the directory `pants package` wrote, or its .tar",
             ) from None
         manifest = Manifest.from_bytes(data, source=manifest_path)
-        present = [PresentFile(e.path, e.size) for e in walk(location) if not e.is_dir]
+        present = [e for e in walk(location) if not e.is_dir]
         return manifest, present
     if os.path.isfile(location):
         listing = read_tar_members(location, read=(MANIFEST_PATH,))
@@ -57,7 +48,7 @@ def read_bundle(path: str | os.PathLike[str]) -> tuple[Manifest, list[PresentFil
                 remedy="pass the .tar `pants package` wrote, or its directory",
             )
         manifest = Manifest.from_bytes(data_or_none, source=source)
-        present = [PresentFile(m.path, m.size) for m in listing.members if not m.is_dir]
+        present = [m for m in listing.members if not m.is_dir]
         return manifest, sorted(present, key=lambda p: p.path.encode("utf-8"))
     raise SpecError(
         what="no such bundle directory or tar",
@@ -69,13 +60,5 @@ def read_bundle(path: str | os.PathLike[str]) -> tuple[Manifest, list[PresentFil
 def verify_files(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> None:
     """Check that `bundle_dir` holds exactly the manifest's files with their sizes and sha256,
     besides the reserved paths; IntegrityError naming the first file that does not match."""
-    listed = {entry.path for entry in manifest.files}
-    for entry in walk(bundle_dir):
-        if entry.is_dir or entry.path in listed or is_reserved(entry.path):
-            continue
-        raise IntegrityError(
-            what="present in the bundle but not listed in the manifest",
-            where=entry.path,
-            remedy=CHANGED_REMEDY,
-        )
-    check_files(bundle_dir, {entry.path: (entry.sha256, entry.size) for entry in manifest.files})
+    expected = {entry.path: (entry.sha256, entry.size) for entry in manifest.files}
+    check_tree(bundle_dir, expected, unlisted_ok=is_reserved)

@@ -87,4 +87,9 @@ def load_json(data: bytes) -> object:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"not UTF-8: byte {e.start} is invalid") from None
-    return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constants)
+    except RecursionError:
+        # json's parser recurses once per nesting level: a hostile document nested a few
+        # thousand deep would end in a traceback, not in the caller's one-line error.
+        raise ValueError("nested too deeply") from None

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar, Union
 
-from modelseal.errors import IntegrityError
+from modelseal.errors import IntegrityError, SpecError
+from modelseal.format.tree import walk
 
-__all__ = ["CHUNK_SIZE", "check_files", "sha256_file", "sha256_files"]
+__all__ = ["CHUNK_SIZE", "check_files", "check_tree", "sha256_file", "sha256_files"]
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -60,11 +61,16 @@ def sha256_files(paths: Iterable[P], max_workers: int | None = None) -> dict[P, 
 
 
 def check_files(
-    root: StrPath, expected: Mapping[str, tuple[str, int]], max_workers: int | None = None
+    root: StrPath,
+    expected: Mapping[str, tuple[str, int]],
+    max_workers: int | None = None,
+    *,
+    known: Mapping[str, tuple[str, int]] | None = None,
 ) -> None:
     """Raise IntegrityError for the first path (in path order) under `root` whose file is missing
     or whose (sha256, size) differs from `expected`; sizes are compared before anything is hashed,
-    so a truncated file fails fast."""
+    so a truncated file fails fast. `known`: (sha256, size) the caller hashed already for exactly
+    these files (what verify hashed once for all its checks): those are not read again."""
     ordered = sorted(expected)
     local = {path: os.path.join(root, *path.split("/")) for path in ordered}
     for path in ordered:
@@ -85,24 +91,70 @@ def check_files(
         size = info.st_size
         expected_size = expected[path][1]
         if size != expected_size:
-            raise IntegrityError(
-                what=f"size expected {expected_size} found {size}",
-                where=path,
-                remedy=CHANGED_REMEDY,
-            )
-    found = sha256_files(local.values(), max_workers=max_workers)
+            raise _size_error(path, expected_size, size)
+    given = known or {}
+    found = sha256_files(
+        [local[p] for p in ordered if p not in given], max_workers=max_workers
+    )
     for path in ordered:
         expected_sha256, expected_size = expected[path]
-        sha256, size = found[local[path]]
+        sha256, size = given[path] if path in given else found[local[path]]
         if sha256 != expected_sha256:
             raise IntegrityError(
                 what=f"sha256 expected {expected_sha256} found {sha256}",
                 where=path,
                 remedy=CHANGED_REMEDY,
+                expected=expected_sha256,
+                found=sha256,
             )
         if size != expected_size:  # Changed between the stat above and the read.
-            raise IntegrityError(
-                what=f"size expected {expected_size} found {size}",
-                where=path,
-                remedy=CHANGED_REMEDY,
-            )
+            raise _size_error(path, expected_size, size)
+
+
+def _size_error(path: str, expected: int, found: int) -> IntegrityError:
+    return IntegrityError(
+        what=f"size expected {expected} found {found}",
+        where=path,
+        remedy=CHANGED_REMEDY,
+        expected=f"{expected} bytes",
+        found=f"{found} bytes",
+    )
+
+
+def check_tree(
+    root: StrPath,
+    expected: Mapping[str, tuple[str, int]],
+    *,
+    below: str = "",
+    unlisted_ok: Callable[[str], bool] = lambda path: False,
+    known: Mapping[str, tuple[str, int]] | None = None,
+) -> None:
+    """The one check of files against a manifest (verify's integrity check, `model.pex`'s check
+    before loading, `modelseal.format.bundle.verify_files`): every regular file under
+    `root/below` is one of `expected` (or `unlisted_ok`), nothing there is a link or special
+    file, and every expected file has its size and sha256. IntegrityError naming the first file
+    that does not hold (SpecError's refusals of links become IntegrityError here)."""
+    top = os.path.join(root, *below.split("/")) if below else os.fspath(root)
+    prefix = f"{below}/" if below else ""
+    if os.path.islink(top):
+        raise IntegrityError(
+            what="a symbolic link, not a directory of the bundle",
+            where=below,
+            remedy=CHANGED_REMEDY,
+        )
+    try:
+        entries = walk(top) if os.path.isdir(top) else []
+    except SpecError as e:
+        raise IntegrityError(what=e.what, where=e.where, remedy=CHANGED_REMEDY) from None
+    for entry in entries:
+        path = prefix + entry.path
+        if entry.is_dir or path in expected or unlisted_ok(path):
+            continue
+        raise IntegrityError(
+            what="present in the bundle but not listed in the manifest",
+            where=path,
+            remedy=CHANGED_REMEDY,
+            expected="only the manifest's files",
+            found=f"{path} ({entry.size} bytes)",
+        )
+    check_files(root, expected, known=known)

@@ -11,29 +11,37 @@ So extraction happens in two passes:
 2. the second pass create anything, inside a fresh private directory (mode 0700), with files
    opened `O_EXCL | O_NOFOLLOW` and contents streamed in fixed-size chunks, never whole.
 
-`tarfile` reads some metadata records (pax headers, GNU long names) into memory in one piece, so
-the file object it reads through refuses any single read larger than `MAX_RECORD_SIZE`: a tar that
-declares a gigabyte "long name" fails instead of being loaded.
+The headers are read by `modelseal.format.tarstream`, which accepts only what modelseal's writer
+emits (see there why `tarfile` is not used to read). Extraction is one pass: each file is written
+and hashed as it streams by, so the digests the checks compare are of exactly the bytes written,
+and the tar is never read again. Disk use is bounded before a byte is written: a file the
+(not yet verified) manifest lists must have the size it declares, and any other file, or any file
+before the manifest, at most `METADATA_LIMIT`.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import os
 import shutil
-import tarfile
 import tempfile
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from typing import IO, cast
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import BinaryIO
 
-from modelseal.errors import ArchiveError
-from modelseal.format.manifest import bundle_path_problem
+from modelseal.errors import ArchiveError, IntegrityError, ModelsealError
+from modelseal.format.manifest import MANIFEST_PATH, PEX_PATH, Manifest
+from modelseal.format.tarstream import REMEDY, TarEntry, read_entries
+from modelseal.format.tree import Entry, walk
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "METADATA_LIMIT",
     "Limits",
+    "Scan",
+    "copy_verified",
     "extract_bundle",
+    "extract_and_hash",
     "private_directory",
     "read_members",
     "remove_tree",
@@ -42,10 +50,9 @@ __all__ = [
 
 GIB = 1024**3
 CHUNK = 1024 * 1024
-# The largest metadata record (pax header, GNU long name) `tarfile` may read in one piece.
-MAX_RECORD_SIZE = 1024 * 1024
-
-REMEDY = "this is not an archive modelseal wrote: do not install it, re-download the bundle"
+# The most any file the manifest does not list may hold (model.sig, the layout, links, the
+# manifest itself): small enough that parsing one as JSON stays far below 256 MiB of memory.
+METADATA_LIMIT = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,54 +68,14 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-class _BoundedReads(io.RawIOBase):
-    """A read-only view of a file that refuses any single read larger than `limit` bytes."""
-
-    def __init__(self, raw: IO[bytes], name: str, limit: int) -> None:
-        super().__init__()
-        self._raw = raw
-        self.name = name
-        self._limit = limit
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0 or size > self._limit:
-            raise ArchiveError(
-                what="a metadata record is larger than modelseal reads",
-                where=self.name,
-                remedy=REMEDY,
-                expected=f"at most {self._limit} bytes",
-                found=f"{'unbounded' if size is None or size < 0 else size} bytes",
-            )
-        return self._raw.read(size)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-
-@dataclass(frozen=True)
-class Member:
-    """A member that passed the checks: its path below the top directory, kind and size."""
-
-    info: tarfile.TarInfo
-    path: str  # Below the top directory; "" for the top directory itself.
-    is_dir: bool
-    size: int
-
-
 @dataclass(frozen=True)
 class Scan:
+    """A checked tar: its top directory, its members (the top excluded) and their total size."""
+
     top: str
-    members: tuple[Member, ...]
+    members: tuple[Entry, ...]
     total_size: int
+    modes: dict[str, int] = field(default_factory=dict)  # path -> mode (0644 or 0755)
 
 
 def _bad(archive: str, name: str, what: str, expected: str = "", found: str = "") -> ArchiveError:
@@ -117,143 +84,83 @@ def _bad(archive: str, name: str, what: str, expected: str = "", found: str = ""
     )
 
 
-def _kind(info: tarfile.TarInfo) -> str | None:
-    """Why this member type cannot be in a bundle, or None for regular files and directories."""
-    if info.issym():
-        return f"a symbolic link (to {info.linkname!r})"
-    if info.islnk():
-        return f"a hard link (to {info.linkname!r})"
-    if info.ischr() or info.isblk():
-        return "a device"
-    if info.isfifo():
-        return "a FIFO"
-    if info.isdir() or info.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
-        return None
-    return f"a member of type {info.type!r}"
+class _Budget:
+    """The size rules every member passes before its content is read or written: the limits,
+    and the manifest's declared sizes once the manifest has gone by."""
+
+    def __init__(self, archive: str, limits: Limits, *, by_manifest: bool = True) -> None:
+        self.archive = archive
+        self.by_manifest = by_manifest
+        self.limits = limits
+        self.total = 0
+        self.declared: dict[str, int] | None = None
+
+    def admit(self, member: TarEntry) -> None:
+        size, name = member.entry.size, member.name
+        if size > self.limits.max_member_size:
+            raise _bad(self.archive, name, "a member above the size limit",
+                       f"at most {self.limits.max_member_size} bytes", f"{size} bytes")
+        self.total += size
+        if self.total > self.limits.max_total_size:
+            raise _bad(self.archive, name, "the archive is above the total size limit",
+                       f"at most {self.limits.max_total_size} bytes", f"{self.total} bytes")
+        if member.entry.is_dir or not self.by_manifest:
+            return
+        declared = (self.declared or {}).get(member.entry.path)
+        if declared is None and size > METADATA_LIMIT:
+            raise _bad(self.archive, name, "a file larger than the manifest allows",
+                       f"at most {METADATA_LIMIT} bytes for a file manifest.json does not list",
+                       f"{size} bytes")
+        if declared is not None and size != declared:
+            raise _bad(self.archive, name, "a file whose size is not the manifest's",
+                       f"{declared} bytes", f"{size} bytes")
+
+    def saw_manifest(self, data: bytes) -> None:
+        try:
+            manifest = Manifest.from_bytes(data, source=MANIFEST_PATH)
+        except (ModelsealError, ValueError, RecursionError):
+            return  # Unreadable: every later file stays small; the checks name the problem.
+        self.declared = {entry.path: entry.size for entry in manifest.files}
 
 
-def _judge(archive: str, info: tarfile.TarInfo) -> tuple[str, str]:
-    """(top, path below top) of a member, if its name and type are ones a bundle can hold."""
-    name = info.name[:-1] if info.isdir() and info.name.endswith("/") else info.name
-    if name.startswith("/"):
-        raise _bad(archive, info.name, "an absolute path", "a relative path", repr(info.name))
-    problem = bundle_path_problem(name)
-    if problem is not None:
-        raise _bad(archive, info.name, f"the path {problem}", "a bundle path", repr(info.name))
-    kind = _kind(info)
-    if kind is not None:
-        raise _bad(archive, info.name, "a member a bundle never holds", "a file or directory", kind)
-    top, _, rest = name.partition("/")
-    return top, rest
-
-
-def _scan(archive: str, tar: tarfile.TarFile, limits: Limits) -> Scan:
-    members: list[Member] = []
-    kinds: dict[str, bool] = {}
-    top: str | None = None
-    total = 0
-    for info in tar:
-        if len(members) >= limits.max_members:
-            raise _bad(
-                archive, info.name, "too many members", f"at most {limits.max_members}", "more"
-            )
-        member_top, path = _judge(archive, info)
-        top = member_top if top is None else top
-        if member_top != top:
-            raise _bad(archive, info.name, "outside the top directory", f"{top}/...", info.name)
-        if not path and not info.isdir():
-            raise _bad(archive, info.name, "the top entry is not a directory")
-        if path in kinds:
-            raise _bad(archive, info.name, "a duplicate member name", "each name once", "twice")
-        size = 0 if info.isdir() else info.size
-        if size > limits.max_member_size:
-            raise _bad(
-                archive,
-                info.name,
-                "a member above the size limit",
-                f"at most {limits.max_member_size} bytes",
-                f"{size} bytes",
-            )
-        total += size
-        if total > limits.max_total_size:
-            raise _bad(
-                archive,
-                info.name,
-                "the archive is above the total size limit",
-                f"at most {limits.max_total_size} bytes",
-                f"{total} bytes or more",
-            )
-        kinds[path] = info.isdir()
-        members.append(Member(info, path, info.isdir(), size))
-    if top is None:
-        raise ArchiveError(what="the archive is empty", where=archive, remedy=REMEDY)
-    for member in members:
-        parts = member.path.split("/")
-        for depth in range(1, len(parts)):
-            parent = "/".join(parts[:depth])
-            if kinds.get(parent) is False:
-                raise _bad(archive, member.info.name, f"inside {parent!r}, which is a file")
-    return Scan(top, tuple(members), total)
-
-
-def _open(archive: str, raw: IO[bytes]) -> tarfile.TarFile:
-    bounded = cast(IO[bytes], _BoundedReads(raw, archive, MAX_RECORD_SIZE))
-    try:
-        return tarfile.open(fileobj=bounded, mode="r:", encoding="utf-8")
-    except tarfile.TarError as e:
-        raise ArchiveError(
-            what=f"not an uncompressed tar archive ({e})", where=archive, remedy=REMEDY
-        ) from None
+def _scan(f: BinaryIO, archive: str, limits: Limits, names: Collection[str],
+          max_size: int) -> tuple[Scan, dict[str, bytes]]:
+    members: list[Entry] = []
+    modes: dict[str, int] = {}
+    contents: dict[str, bytes] = {}
+    top = ""
+    budget = _Budget(archive, limits, by_manifest=False)
+    for member in read_entries(f, archive, limits.max_members):
+        budget.admit(member)
+        if not member.entry.path:
+            top = member.name
+            continue
+        size = member.entry.size
+        if member.entry.path in names and not member.entry.is_dir:
+            if size > max_size:
+                raise _bad(archive, member.name, "a member too large to read",
+                           f"at most {max_size} bytes", f"{size} bytes")
+            contents[member.entry.path] = f.read(size)
+        members.append(member.entry)
+        modes[member.entry.path] = member.mode
+    return Scan(top, tuple(members), budget.total, modes), contents
 
 
 def scan_tar(path: str, limits: Limits = DEFAULT_LIMITS) -> Scan:
     """Judge every header of the tar at `path` without extracting anything; ArchiveError for the
     first member a bundle cannot hold."""
-    with open(path, "rb") as raw:
-        tar = _open(path, raw)
-        with tar:
-            return _guarded(path, lambda: _scan(path, tar, limits))
+    with open(path, "rb") as f:
+        return _scan(f, path, limits, (), 0)[0]
 
 
 def read_members(
     path: str, names: Collection[str], max_size: int, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[Scan, dict[str, bytes]]:
-    """Judge every header as `scan_tar` does, then read the regular-file members whose paths
+    """Judge every header as `scan_tar` does, and read the regular-file members whose paths
     (below the top directory) are in `names`, each at most `max_size` bytes: what `inspect`
     needs (the manifest) without extracting anything."""
-    contents: dict[str, bytes] = {}
-    with open(path, "rb") as raw:
-        tar = _open(path, raw)
-        with tar:
-            scan = _guarded(path, lambda: _scan(path, tar, limits))
-
-            def read() -> Scan:
-                for member in scan.members:
-                    if member.path not in names or member.is_dir:
-                        continue
-                    if member.size > max_size:
-                        raise _bad(path, member.info.name, "a member too large to read",
-                                   f"at most {max_size} bytes", f"{member.size} bytes")
-                    stream = tar.extractfile(member.info)
-                    assert stream is not None  # _scan admits only files and directories.
-                    contents[member.path] = stream.read()
-                return scan
-
-            _guarded(path, read)
-    return scan, contents
-
-
-def _guarded(archive: str, action: Callable[[], Scan]) -> Scan:
-    # tarfile reports malformed headers and truncated data with its own exceptions (and, for
-    # some header corruptions, ValueError or UnicodeError): all mean the same thing here.
-    try:
-        return action()
-    except ArchiveError:
-        raise
-    except (tarfile.TarError, EOFError, ValueError, UnicodeError) as e:
-        raise ArchiveError(
-            what=f"a malformed tar ({type(e).__name__}: {e})", where=archive, remedy=REMEDY
-        ) from None
+    with open(path, "rb") as f:
+        return _scan(f, path, limits, names, max_size)
 
 
 def private_directory(prefix: str = "modelseal-verify-") -> str:
@@ -261,59 +168,104 @@ def private_directory(prefix: str = "modelseal-verify-") -> str:
     return tempfile.mkdtemp(prefix=prefix)
 
 
-def _write_member(tar: tarfile.TarFile, member: Member, target: str, archive: str) -> None:
-    source = tar.extractfile(member.info)
-    if source is None:  # Only for links and special members, which _scan refused.
-        raise _bad(archive, member.info.name, "a member without content")
+def _write_member(f: BinaryIO, member: TarEntry, target: str, archive: str) -> tuple[str, int]:
+    """Stream one member's content into a new file; (sha256, size) of what was written."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(target, flags, 0o600)
     except FileExistsError:
         # A name that collides on this file system (case-insensitive, normalised names).
-        raise _bad(archive, member.info.name, "collides with another member's name") from None
-    written = 0
-    with os.fdopen(fd, "wb") as out, source:
-        while True:
-            chunk = source.read(CHUNK)
+        raise _bad(archive, member.name, "collides with another member's name") from None
+    digest = hashlib.sha256()
+    left = member.entry.size
+    with os.fdopen(fd, "wb") as out:
+        while left:
+            chunk = f.read(min(CHUNK, left))
             if not chunk:
-                break
-            written += len(chunk)
+                raise _bad(archive, member.name, "truncated member",
+                           f"{member.entry.size} bytes", f"{member.entry.size - left} bytes")
+            digest.update(chunk)
             out.write(chunk)
-    if written != member.size:
-        raise _bad(
-            archive,
-            member.info.name,
-            "truncated member",
-            f"{member.size} bytes",
-            f"{written} bytes",
-        )
+            left -= len(chunk)
+    return digest.hexdigest(), member.entry.size
 
 
-def _extract(archive: str, tar: tarfile.TarFile, scan: Scan, destination: str) -> Scan:
-    root = os.path.join(destination, scan.top)
-    os.mkdir(root, 0o700)
-    for member in scan.members:
-        if not member.path:
-            continue
-        target = os.path.join(root, *member.path.split("/"))
-        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-        if member.is_dir:
-            os.makedirs(target, mode=0o700, exist_ok=True)
-        else:
-            _write_member(tar, member, target, archive)
-    return scan
+def extract_and_hash(
+    path: str, destination: str, limits: Limits = DEFAULT_LIMITS
+) -> tuple[str, dict[str, tuple[str, int]]]:
+    """Extract the bundle tar at `path` into `destination` (an empty private directory) in one
+    pass, hashing each file as it is written: (the bundle directory `destination/<top>`,
+    {bundle path: (sha256, size)}). ArchiveError for the first unsafe member; what was written
+    before it stays in `destination`, which the caller removes."""
+    budget = _Budget(path, limits)
+    digests: dict[str, tuple[str, int]] = {}
+    root = ""
+    with open(path, "rb") as f:
+        for member in read_entries(f, path, limits.max_members):
+            budget.admit(member)
+            entry = member.entry
+            if not entry.path:
+                root = os.path.join(destination, member.name)
+                os.mkdir(root, 0o700)
+                continue
+            target = os.path.join(root, *entry.path.split("/"))
+            if entry.is_dir:
+                try:
+                    os.mkdir(target, 0o700)  # Its parent was a member before it (tarstream).
+                except FileExistsError:
+                    raise _bad(path, member.name, "collides with another member's name") from None
+                continue
+            digests[entry.path] = _write_member(f, member, target, path)
+            if entry.path == MANIFEST_PATH:
+                with open(target, "rb") as manifest:
+                    budget.saw_manifest(manifest.read())
+    return root, digests
 
 
 def extract_bundle(path: str, destination: str, limits: Limits = DEFAULT_LIMITS) -> str:
-    """Check every header of the bundle tar at `path`, then extract it into `destination` (an
-    empty private directory); the extracted bundle directory `destination/<top>`. ArchiveError
-    for anything unsafe, before anything is written."""
-    with open(path, "rb") as raw:
-        tar = _open(path, raw)
-        with tar:
-            scan = _guarded(path, lambda: _scan(path, tar, limits))
-            _guarded(path, lambda: _extract(path, tar, scan, destination))
-    return os.path.join(destination, scan.top)
+    """`extract_and_hash`, for callers that need only the directory."""
+    return extract_and_hash(path, destination, limits)[0]
+
+
+def copy_verified(
+    source: str,
+    target: str,
+    digests: Mapping[str, tuple[str, int]],
+    executables: Collection[str] = (PEX_PATH,),
+) -> None:
+    """Copy the verified bundle directory `source` to the new directory `target`, each file
+    hashed as it is copied and compared with `digests` (what verification checked), files
+    created exclusively without following links, modes as the tar records them (0755 for
+    directories and `executables`, 0644 otherwise). IntegrityError if a byte differs."""
+    os.mkdir(target, 0o700)
+    for entry in walk(source):
+        path = os.path.join(target, *entry.path.split("/"))
+        if entry.is_dir:
+            os.mkdir(path, 0o755)
+            continue
+        expected = digests.get(entry.path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        mode = 0o755 if entry.path in executables else 0o644
+        digest = hashlib.sha256()
+        size = 0
+        with open(os.path.join(source, *entry.path.split("/")), "rb") as f, os.fdopen(
+            os.open(path, flags, 0o600), "wb"
+        ) as out:
+            while True:
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        if expected != (digest.hexdigest(), size):
+            raise IntegrityError(
+                what="changed after it was verified",
+                where=entry.path,
+                remedy="something wrote into the private directory: verify again",
+            )
+        os.chmod(path, mode)
+    os.chmod(target, 0o755)
 
 
 def remove_tree(path: str) -> None:

@@ -30,7 +30,7 @@ import base64
 import binascii
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from modelseal.errors import IntegrityError, KeyError_, SigningError
@@ -63,6 +63,9 @@ PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 # (modelseal.signing.provenance.INSPECTION_NAME + .link).
 INSPECTION_LINK = "provenance/files.link"
 DEFAULT_IGNORE: tuple[str, ...] = (SIGNATURE_PATH, INSPECTION_LINK)
+
+# Read into memory at most (it lists one digest per file: about 150 bytes a file).
+MAX_SIGNATURE_SIZE = 4 * 1024 * 1024
 
 SIGNATURE_REMEDY = (
     "the bundle or its model.sig was changed after signing, or the wrong public key was given: "
@@ -206,6 +209,7 @@ class VerifiedSignature:
     name: str
     digests: dict[str, str]
     ignore_paths: tuple[str, ...]
+    key: PublicKey  # the key whose signature verified
 
 
 def _bad(what: str, where: str) -> IntegrityError:
@@ -227,7 +231,9 @@ def _decode(text: object, where: str) -> bytes:
         raise _bad("not valid base64", where) from None
 
 
-def _read_statement(data: bytes, public: PublicKey, where: str) -> dict[str, object]:
+def _read_statement(
+    data: bytes, candidates: Sequence[PublicKey], where: str
+) -> tuple[dict[str, object], PublicKey]:
     try:
         bundle = load_json(data)
     except ValueError as e:
@@ -237,9 +243,12 @@ def _read_statement(data: bytes, public: PublicKey, where: str) -> dict[str, obj
     material = _field(bundle, "verificationMaterial", dict, where)
     key_info = material.get("publicKey") if isinstance(material, dict) else None
     hint = key_info.get("hint") if isinstance(key_info, dict) else None
-    if hint is not None and hint != hashlib.sha256(public.pem).hexdigest():
+    keys = [k for k in candidates if hint is None or hint == hashlib.sha256(k.pem).hexdigest()]
+    if not keys:
         raise IntegrityError(
-            what="signed by another key than the public key given",
+            what="signed by another key than the public key given"
+            if len(candidates) == 1
+            else "signed by another key than those the layout allows to sign it",
             where=where,
             remedy="verify with the public key of the release signer that signed this bundle",
         )
@@ -252,7 +261,9 @@ def _read_statement(data: bytes, public: PublicKey, where: str) -> dict[str, obj
     if not signatures or not isinstance(signatures[0], dict):
         raise _bad("the envelope holds no signature", where)
     signature = _decode(signatures[0].get("sig"), f"{where}: signature")
-    if not public.verify(signature, pae(PAYLOAD_TYPE, payload)):
+    signed = pae(PAYLOAD_TYPE, payload)
+    public = next((k for k in keys if k.verify(signature, signed)), None)
+    if public is None:
         raise _bad("the signature does not verify with the public key given", where)
     try:
         statement = load_json(payload)
@@ -262,7 +273,7 @@ def _read_statement(data: bytes, public: PublicKey, where: str) -> dict[str, obj
         raise _bad("the payload is not an in-toto statement", where)
     if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
         raise _bad(f"not an in-toto Statement v1 with predicate {PREDICATE_TYPE}", where)
-    return statement
+    return statement, public
 
 
 def _signed_resources(resources: list[object], where: str) -> tuple[dict[str, str], bytes]:
@@ -284,12 +295,21 @@ def _signed_resources(resources: list[object], where: str) -> tuple[dict[str, st
     return signed, concatenated
 
 
+def _candidates(public_key: PublicKey | bytes | Sequence[PublicKey]) -> Sequence[PublicKey]:
+    if isinstance(public_key, bytes):
+        return [PublicKey.from_pem(public_key)]
+    if isinstance(public_key, PublicKey):
+        return [public_key]
+    return public_key
+
+
 def verify_bundle_signature(
     bundle_dir: str | os.PathLike[str],
-    public_key_pem: bytes,
+    public_key: PublicKey | bytes | Sequence[PublicKey],
     signature_path: str | os.PathLike[str] | None = None,
     *,
     known: Mapping[str, tuple[str, int]] | None = None,
+    max_size: int = MAX_SIGNATURE_SIZE,
 ) -> VerifiedSignature:
     """Check `model.sig` (or `signature_path`) against `public_key_pem` and the files on disk:
     IntegrityError naming the first problem (bad signature, a changed, missing or unsigned file).
@@ -297,17 +317,20 @@ def verify_bundle_signature(
     (sha256, size) of files already hashed by the caller (see `bundle_digests`)."""
     root = os.fspath(bundle_dir)
     sig_path = os.fspath(signature_path) if signature_path else os.path.join(root, SIGNATURE_PATH)
-    public = PublicKey.from_pem(public_key_pem)
+    candidates = _candidates(public_key)
     try:
         with open(sig_path, "rb") as f:
-            data = f.read()
+            data = f.read(max_size + 1)
     except FileNotFoundError:
         raise IntegrityError(
             what="no model.sig: the bundle is not signed",
             where=sig_path,
             remedy="sign it with `modelseal sign`, or re-download the signed bundle",
         ) from None
-    statement = _read_statement(data, public, sig_path)
+    if len(data) > max_size:
+        raise _bad(f"larger than {max_size} bytes, more than any model.sig modelseal writes",
+                   sig_path)
+    statement, public = _read_statement(data, candidates, sig_path)
     where = f"{sig_path}: payload"
     subjects = statement.get("subject")
     predicate = statement.get("predicate")
@@ -352,4 +375,4 @@ def verify_bundle_signature(
                 remedy=CHANGED_REMEDY,
             )
     name = subject.get("name") if isinstance(subject, dict) else None
-    return VerifiedSignature(str(name), signed, tuple(sorted(ignore)))
+    return VerifiedSignature(str(name), signed, tuple(sorted(ignore)), public)

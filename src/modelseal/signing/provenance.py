@@ -69,6 +69,8 @@ LAYOUT_PATH = "provenance/root.layout"
 # `provenance/files.link`, which model.sig records as ignored (modelseal.signing.modelsig).
 INSPECTION_NAME = "provenance/files"
 REVOCATIONS_SCHEMA = "modelseal.revocations/v1"
+# The most a layout or link may hold when verification reads it.
+MAX_METADATA_SIZE = 4 * 1024 * 1024
 
 
 def in_toto_key(public: PublicKey, key_id: str | None = None) -> dict[str, Any]:
@@ -432,7 +434,7 @@ def _verify_with_digests(
     each. Raises what in_toto_verify raises."""
     verifylib.verify_metadata_signatures(metablock, keys)
     layout = metablock.get_payload()
-    verifylib.verify_layout_expiration(layout)
+    # The expiry was checked against the caller's clock (`verify_provenance`'s `now`).
     link_dir = os.path.join(root, "provenance")
     steps_metadata = verifylib.load_links_for_layout(layout, link_dir)
     steps_metadata = verifylib.verify_link_signature_thresholds(layout, steps_metadata)
@@ -470,7 +472,7 @@ def _cwd(path: str) -> Iterator[None]:
 
 def verify_provenance(
     bundle_dir: str | os.PathLike[str],
-    owner_public_key_pem: bytes,
+    owner_public_key: PublicKey | bytes,
     *,
     revoked: frozenset[str] = frozenset(),
     now: dt.datetime | None = None,
@@ -487,11 +489,22 @@ def verify_provenance(
     hashed), and every other inspection is run by in-toto as usual."""
 
     root = os.path.abspath(os.fspath(bundle_dir))
-    owner = PublicKey.from_pem(owner_public_key_pem, source="owner key")
+    owner = (
+        owner_public_key
+        if isinstance(owner_public_key, PublicKey)
+        else PublicKey.from_pem(owner_public_key, source="owner key")
+    )
     layout_path = os.path.join(root, *LAYOUT_PATH.split("/"))
     try:
         with open(layout_path, "rb") as f:
-            metablock = _read_layout(f.read(), layout_path)
+            data = f.read(MAX_METADATA_SIZE + 1)
+        if len(data) > MAX_METADATA_SIZE:
+            raise SigningError(
+                what=f"the layout is larger than {MAX_METADATA_SIZE} bytes",
+                where=layout_path,
+                remedy="re-download the bundle: no layout modelseal writes is that large",
+            )
+        metablock = _read_layout(data, layout_path)
     except FileNotFoundError:
         raise SigningError(
             what="no in-toto layout",
@@ -513,9 +526,9 @@ def verify_provenance(
                     where=layout_path,
                     remedy="rotate the layout without it: `modelseal layout rotate --remove`",
                 )
+    now = now or dt.datetime.now(dt.timezone.utc)
     if (
-        now is not None
-        and dt.datetime.strptime(layout.expires, "%Y-%m-%dT%H:%M:%SZ").replace(
+        dt.datetime.strptime(layout.expires, "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=dt.timezone.utc
         )
         <= now

@@ -3,9 +3,10 @@
 The checks run in a fixed order and stop at the first failure, because each one is only
 meaningful once the ones before it passed (docs/verification.md):
 
-1. archive: a tar is judged header by header before one byte is extracted, then extracted into a
-   private temporary directory; a directory is walked for links and special files;
-2. signature: `model.sig` against the release key, over every file;
+1. archive: a tar is read by the strict reader (modelseal.format.tarstream) and written into a
+   private temporary directory, each file hashed as it is written; a directory is walked for
+   links and special files and hashed;
+2. signature: `model.sig` against a key the layout authorizes for `sign`, over every file;
 3. provenance: the owner-signed layout, its expiry, every link's signature and threshold, the
    revocation list, the artifact rules chaining train -> package -> sign;
 4. integrity: every file's sha256 and size against `manifest.json`, and no unlisted file;
@@ -26,6 +27,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from modelseal.errors import (
     ArchiveError,
@@ -38,10 +40,17 @@ from modelseal.errors import (
     VerificationError,
 )
 from modelseal.format.canonical import load_json
-from modelseal.format.digests import sha256_file
-from modelseal.format.manifest import MANIFEST_PATH, PROVENANCE_DIR, Manifest, is_reserved
+from modelseal.format.digests import check_tree, sha256_file
+from modelseal.format.manifest import (
+    MANIFEST_PATH,
+    PROVENANCE_DIR,
+    SIGNATURE_PATH,
+    Manifest,
+    is_reserved,
+)
 from modelseal.format.safe_extract import (
-    extract_bundle,
+    METADATA_LIMIT,
+    extract_and_hash,
     private_directory,
     remove_tree,
 )
@@ -67,16 +76,28 @@ __all__ = [
     "verified_bundle",
 ]
 
-MAX_MANIFEST_SIZE = 16 * 1024 * 1024
 CHANGED = "the bundle was changed after packaging: re-download it, or rebuild and re-sign it"
 
 
-# -- the checks -------------------------------------------------------------------------------
+# -- the checks, numbered as in docs/verification.md ------------------------------------------
 
 
-def _archive(path: str, options: VerifyOptions, scratch: list[str]) -> tuple[str, str]:
-    """(bundle directory to verify, detail). A tar is extracted into a new private directory,
-    recorded in `scratch` so that the caller removes it whatever happens next."""
+@dataclass
+class _State:
+    """What each check hands to the ones after it."""
+
+    root: str = ""
+    hashed: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (sha256, size)
+    sign_key: PublicKey | None = None
+    steps: tuple[str, ...] = ()
+    signers: tuple[str, ...] = ()
+
+
+def verify_1_archive(path: str, options: VerifyOptions, state: _State, scratch: list[str]) -> str:
+    """A tar is read header by header by the strict reader and written into a new private
+    directory (recorded in `scratch` so the caller removes it whatever happens), each file hashed
+    as it is written: the later checks compare those digests, and the tar is never read again.
+    A directory is walked for links and special files and hashed in place."""
     if os.path.isdir(path):
         try:
             entries = [e for e in walk(path) if not e.is_dir]
@@ -91,7 +112,19 @@ def _archive(path: str, options: VerifyOptions, scratch: list[str]) -> tuple[str
                 expected=f"at most {options.limits.max_total_size} bytes",
                 found=f"{total} bytes",
             )
-        return os.path.abspath(path), f"directory with {len(entries)} files, {total} bytes"
+        for entry in entries:  # Before anything is read: these are read whole later.
+            if is_reserved(entry.path) and entry.size > METADATA_LIMIT:
+                raise ArchiveError(
+                    what="a manifest, signature or provenance file larger than modelseal reads",
+                    where=os.path.join(path, entry.path),
+                    remedy="re-download the bundle",
+                    expected=f"at most {METADATA_LIMIT} bytes",
+                    found=f"{entry.size} bytes",
+                )
+        state.root = os.path.abspath(path)
+        files = {e.path: os.path.join(state.root, *e.path.split("/")) for e in entries}
+        state.hashed = _hash_all(files, total, options.progress, options.workers)
+        return f"directory with {len(entries)} files, {total} bytes"
     if not os.path.isfile(path):
         raise SpecError(
             what="no such bundle directory or tar",
@@ -100,60 +133,105 @@ def _archive(path: str, options: VerifyOptions, scratch: list[str]) -> tuple[str
         )
     destination = private_directory()
     scratch.append(destination)
-    root = extract_bundle(path, destination, options.limits)
-    return root, "tar checked member by member and extracted into a private directory"
+    state.root, state.hashed = extract_and_hash(path, destination, options.limits)
+    return "tar read member by member, written into a private directory and hashed"
 
 
-Hashed = Mapping[str, "tuple[str, int]"]  # bundle path -> (sha256, bytes read)
+def _authorized_sign_keys(root: str, options: VerifyOptions) -> list[PublicKey]:
+    """The keys the layout lets sign the `sign` step (the layout's own signature is checked by
+    check 3; a forged layout fails there), narrowed to the `--release-key` pin if given."""
+    from modelseal.signing.provenance import LAYOUT_PATH
 
-
-def _hash_bundle(root: str, options: VerifyOptions) -> dict[str, tuple[str, int]]:
-    """(sha256, size) of every file of the bundle, each read once, in parallel: the signature,
-    provenance and integrity checks all compare against these, so the bytes checked are the
-    bytes hashed, and no file is read twice."""
+    where = os.path.join(root, *LAYOUT_PATH.split("/"))
     try:
-        entries = [e for e in walk(root) if not e.is_dir]
-    except SpecError as e:
-        raise ArchiveError.from_error(e) from None
-    files = {e.path: os.path.join(root, *e.path.split("/")) for e in entries}
-    total = sum(e.size for e in entries)
-    return _hash_all(files, total, options.progress, options.workers)
+        with open(where, "rb") as f:
+            layout = load_json(f.read(METADATA_LIMIT + 1))
+        signed = layout["signed"]  # type: ignore[index]
+        (step,) = (s for s in signed["steps"] if s["name"] == "sign")
+        keys = [
+            PublicKey.from_pem(signed["keys"][k]["keyval"]["public"].encode("ascii"))
+            for k in step["pubkeys"]
+        ]
+    except FileNotFoundError:
+        raise SignatureCheckError(
+            what="no in-toto layout, so no key is allowed to sign model.sig",
+            where=where,
+            remedy="re-download the bundle with its provenance/",
+        ) from None
+    except Exception as e:  # Malformed layout JSON: many exception types, one meaning.
+        raise SignatureCheckError(
+            what=f"the layout names no usable key for the sign step ({type(e).__name__})",
+            where=where,
+            remedy="re-download the bundle, or re-sign its layout (`modelseal layout rotate`)",
+        ) from None
+    if options.release is None:
+        return keys
+    pinned = [k for k in keys if k.key_id == options.release.key_id]
+    if not pinned:
+        raise SignatureCheckError(
+            what="the --release-key is another key than the layout allows for the sign step",
+            where=where,
+            remedy="pass the release key the layout names, or ask the owner to rotate the layout",
+            expected=f"one of {', '.join(k.key_id[:16] for k in keys)}",
+            found=options.release.key_id[:16],
+        )
+    return pinned
 
 
-def _signature(root: str, options: VerifyOptions, hashed: Hashed) -> str:
+def verify_2_signature(options: VerifyOptions, state: _State) -> str:
+    """`model.sig` verifies with a key the layout authorizes for `sign` (and the pin, if any),
+    and covers every file of the bundle but itself: no ignore path can hide a file."""
     from modelseal.signing.modelsig import verify_bundle_signature
 
+    for path, (_, size) in sorted(state.hashed.items()):
+        if is_reserved(path) and size > METADATA_LIMIT:
+            raise SignatureCheckError(
+                what="a manifest, signature or provenance file larger than modelseal reads",
+                where=path,
+                remedy="re-download the bundle",
+                expected=f"at most {METADATA_LIMIT} bytes",
+                found=f"{size} bytes",
+            )
+    keys = _authorized_sign_keys(state.root, options)
     try:
-        verified = verify_bundle_signature(root, options.release_pem, known=hashed)
+        verified = verify_bundle_signature(state.root, keys, known=state.hashed)
     except ModelsealError as e:
         raise SignatureCheckError.from_error(e) from None
     except Exception as e:  # A malformed but signed statement: never a traceback.
         raise SignatureCheckError(
             what=f"model.sig is malformed ({type(e).__name__})",
-            where=os.path.join(root, "model.sig"),
+            where=os.path.join(state.root, SIGNATURE_PATH),
             remedy="re-sign the bundle with `modelseal sign`",
         ) from None
-    key_id = PublicKey.from_pem(options.release_pem).key_id
-    return f"model.sig by release key {key_id[:16]} signs {len(verified.digests)} files"
+    for path in sorted(state.hashed):
+        if path != SIGNATURE_PATH and path not in verified.digests:
+            raise SignatureCheckError(
+                what="present in the bundle but not signed by model.sig",
+                where=path,
+                remedy=CHANGED,
+            )
+    state.sign_key = verified.key
+    count = len(verified.digests)
+    return f"model.sig by release key {verified.key.key_id[:16]} signs {count} files"
 
 
-def _provenance(
-    root: str, options: VerifyOptions, hashed: Hashed
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Verify the layout and links; (the layout's step names, the links' signer key ids)."""
+def verify_3_provenance(options: VerifyOptions, state: _State, now: dt.datetime) -> str:
+    """The layout is the owner's and unexpired at `now`, no trusted key is revoked, every link
+    verifies up to its threshold, and the artifact rules chain train -> package -> sign."""
     from modelseal.signing.provenance import LAYOUT_PATH, verify_provenance
 
+    root = state.root
     try:
-        verify_provenance(root, options.owner_pem, revoked=options.revoked, known=hashed)
+        verify_provenance(root, options.owner, revoked=options.revoked, now=now, known=state.hashed)
         with open(os.path.join(root, *LAYOUT_PATH.split("/")), "rb") as f:
-            layout = load_json(f.read())
+            layout = load_json(f.read(METADATA_LIMIT + 1))
         steps = tuple(str(step["name"]) for step in layout["signed"]["steps"])  # type: ignore[index]
         signers: set[str] = set()
         directory = os.path.join(root, PROVENANCE_DIR)
         for name in sorted(os.listdir(directory)):
-            if name.endswith(".link") and name != "files.link":
+            if name.endswith(".link"):
                 with open(os.path.join(directory, name), "rb") as f:
-                    link = load_json(f.read())
+                    link = load_json(f.read(METADATA_LIMIT + 1))
                 for signature in link["signatures"]:  # type: ignore[index]
                     signers.add(str(signature["keyid"]))
     except ModelsealError as e:
@@ -164,41 +242,52 @@ def _provenance(
             where=os.path.join(root, PROVENANCE_DIR),
             remedy="re-sign the bundle's provenance, or re-download the bundle",
         ) from None
-    return steps, tuple(sorted(signers))
+    state.steps, state.signers = steps, tuple(sorted(signers))
+    return f"layout and {len(state.signers)} link signer(s) verified; steps {', '.join(steps)}"
 
 
 def _read_manifest(root: str) -> Manifest:
     path = os.path.join(root, MANIFEST_PATH)
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_MANIFEST_SIZE + 1)
+            data = f.read(METADATA_LIMIT + 1)
     except FileNotFoundError:
         raise IntegrityCheckError(
             what="no manifest.json", where=path, remedy="re-download or rebuild the bundle"
         ) from None
-    if len(data) > MAX_MANIFEST_SIZE:
+    if len(data) > METADATA_LIMIT:
         raise IntegrityCheckError(
             what="manifest.json is too large",
             where=path,
             remedy="rebuild the bundle",
-            expected=f"at most {MAX_MANIFEST_SIZE} bytes",
+            expected=f"at most {METADATA_LIMIT} bytes",
             found="more",
         )
     try:
         return Manifest.from_bytes(data, source=MANIFEST_PATH)
     except ModelsealError as e:
         raise IntegrityCheckError.from_error(e) from None
-    except RecursionError:
-        raise IntegrityCheckError(
-            what="manifest.json nests too deeply", where=path, remedy="rebuild the bundle"
-        ) from None
+
+
+def verify_4_integrity(report: Report, state: _State) -> str:
+    """Every file the manifest lists has its size and sha256, and nothing else is there but the
+    manifest, model.sig and provenance/ (the same check `model.pex` and `bundle` use)."""
+    manifest = _read_manifest(state.root)
+    expected = {entry.path: (entry.sha256, entry.size) for entry in manifest.files}
+    try:
+        check_tree(state.root, expected, unlisted_ok=is_reserved, known=state.hashed)
+    except ModelsealError as e:
+        raise IntegrityCheckError.from_error(e) from None
+    report.manifest = manifest
+    total = sum(entry.size for entry in manifest.files)
+    return f"{len(expected)} files, {total} bytes match manifest.json"
 
 
 def _hash_all(
     files: Mapping[str, str], total: int, progress: Progress | None, workers: int | None
 ) -> dict[str, tuple[str, int]]:
-    """{bundle path: sha256} of `files` (bundle path -> local path), streamed, in parallel:
-    hashlib releases the GIL, so threads use every core."""
+    """{bundle path: (sha256, size)} of `files` (bundle path -> local path), streamed, in
+    parallel: hashlib releases the GIL, so threads use every core."""
     done = 0
     lock = threading.Lock()
 
@@ -217,53 +306,8 @@ def _hash_all(
     return dict(zip(paths, digests))
 
 
-def _integrity(root: str, hashed: Hashed) -> tuple[Manifest, str]:
-    manifest = _read_manifest(root)
-    expected = {entry.path: entry for entry in manifest.files}
-    for present in walk(root):
-        if not present.is_dir and present.path not in expected and not is_reserved(present.path):
-            raise IntegrityCheckError(
-                what="a file the manifest does not list",
-                where=present.path,
-                remedy=CHANGED,
-                expected="only the manifest's files",
-                found=f"{present.path} ({present.size} bytes)",
-            )
-    # Every file was hashed once, before the signature check (`_hash_bundle`): what is compared
-    # here is what model.sig and the provenance were checked against.
-    for path, entry in sorted(expected.items()):
-        found = hashed.get(path)
-        if found is None:
-            local = os.path.join(root, *path.split("/"))
-            raise IntegrityCheckError(
-                what="a file the manifest lists is missing",
-                where=path,
-                remedy=CHANGED,
-                expected=f"{entry.size} bytes",
-                found="not a file" if os.path.lexists(local) else "no file",
-            )
-        if found[1] != entry.size:
-            raise IntegrityCheckError(
-                what="size differs from the manifest",
-                where=path,
-                remedy=CHANGED,
-                expected=f"{entry.size} bytes",
-                found=f"{found[1]} bytes",
-            )
-    for path, entry in sorted(expected.items()):
-        if hashed[path][0] != entry.sha256:
-            raise IntegrityCheckError(
-                what="sha256 differs from the manifest",
-                where=path,
-                remedy=CHANGED,
-                expected=entry.sha256,
-                found=hashed[path][0],
-            )
-    total = sum(entry.size for entry in manifest.files)
-    return manifest, f"{len(expected)} files, {total} bytes match manifest.json"
-
-
-def _runtime(root: str, manifest: Manifest, options: VerifyOptions) -> str:
+def verify_5_runtime(root: str, manifest: Manifest, options: VerifyOptions) -> str:
+    """This interpreter (or `--python`) fits the manifest's and the PEX's constraints and wheels."""
     host = options.host or (Host.of(options.python) if options.python else Host.current())
     details = [
         check_constraints(
@@ -283,7 +327,7 @@ def _runtime(root: str, manifest: Manifest, options: VerifyOptions) -> str:
     return "; ".join(details)
 
 
-def _trust(manifest: Manifest, options: VerifyOptions) -> str:
+def verify_6_trust(manifest: Manifest, options: VerifyOptions) -> str:
     allowed = options.allow_development or (
         options.policy is not None and options.policy.allow_development
     )
@@ -314,56 +358,39 @@ def verified_bundle(path: str, options: VerifyOptions) -> Iterator[Report]:
             remove_tree(directory)
 
 
+def verify_7_policy(report: Report, options: VerifyOptions, state: _State, now: dt.datetime) -> str:
+    """The operator's policy file, when given, over the facts the checks before established."""
+    if options.policy is None:
+        return "no policy given"
+    assert report.manifest is not None and state.sign_key is not None
+    facts = PolicyFacts(
+        manifest=report.manifest,
+        steps=state.steps,
+        signer_key_ids=tuple(sorted({*state.signers, state.sign_key.key_id})),
+        now=now,
+    )
+    return "; ".join(evaluate(options.policy, facts, options.policy_source)) or "no rules"
+
+
 def _run_checks(path: str, options: VerifyOptions, report: Report, scratch: list[str]) -> None:
+    """Checks 1-7 in order, stopping at the first failure (in the style of in-toto's
+    verifylib: one numbered function per check, composed here and nowhere else)."""
     now = options.now or dt.datetime.now(dt.timezone.utc)
-    layout_steps: tuple[str, ...] = ()
-    link_signers: tuple[str, ...] = ()
+    state = _State()
 
     def archive() -> str:
-        root, detail = _archive(path, options, scratch)
-        report.bundle_dir = root
+        detail = verify_1_archive(path, options, state, scratch)
+        report.bundle_dir, report.digests = state.root, state.hashed
         return detail
-
-    hashed: dict[str, tuple[str, int]] = {}
-
-    def signature() -> str:
-        hashed.update(_hash_bundle(report.bundle_dir, options))
-        return _signature(report.bundle_dir, options, hashed)
-
-    def provenance() -> str:
-        nonlocal layout_steps, link_signers
-        layout_steps, link_signers = _provenance(report.bundle_dir, options, hashed)
-        return (
-            f"layout and {len(link_signers)} link signer(s) verified; "
-            f"steps {', '.join(layout_steps)}"
-        )
-
-    def integrity() -> str:
-        manifest, detail = _integrity(report.bundle_dir, hashed)
-        report.manifest = manifest
-        return detail
-
-    def policy() -> str:
-        if options.policy is None:
-            return "no policy given"
-        assert report.manifest is not None
-        release = PublicKey.from_pem(options.release_pem).key_id
-        facts = PolicyFacts(
-            manifest=report.manifest,
-            steps=layout_steps,
-            signer_key_ids=tuple(sorted({*link_signers, release})),
-            now=now,
-        )
-        return "; ".join(evaluate(options.policy, facts, options.policy_source)) or "no rules"
 
     steps: list[tuple[str, Callable[[], str]]] = [
         ("archive", archive),
-        ("signature", signature),
-        ("provenance", provenance),
-        ("integrity", integrity),
-        ("runtime", lambda: _runtime(report.bundle_dir, _manifest(report), options)),
-        ("trust", lambda: _trust(_manifest(report), options)),
-        ("policy", policy),
+        ("signature", lambda: verify_2_signature(options, state)),
+        ("provenance", lambda: verify_3_provenance(options, state, now)),
+        ("integrity", lambda: verify_4_integrity(report, state)),
+        ("runtime", lambda: verify_5_runtime(state.root, _manifest(report), options)),
+        ("trust", lambda: verify_6_trust(_manifest(report), options)),
+        ("policy", lambda: verify_7_policy(report, options, state, now)),
     ]
     for name, check in steps:
         try:

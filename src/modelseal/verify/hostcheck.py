@@ -248,7 +248,7 @@ def read_pex_info(pex_path: str, where: str) -> PexInfo | None:
         ) from None
     try:
         document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         document = None
     constraints = document.get("interpreter_constraints", []) if isinstance(document, dict) else 0
     if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):

@@ -17,6 +17,7 @@ from typing import IO
 from modelseal.errors import VerificationError
 from modelseal.format.manifest import Manifest
 from modelseal.format.safe_extract import DEFAULT_LIMITS, Limits
+from modelseal.keys.core import PublicKey
 from modelseal.verify.hostcheck import Host
 from modelseal.verify.policy import Policy
 
@@ -27,11 +28,13 @@ Progress = Callable[[int, int], None]  # (bytes hashed so far, bytes in total)
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    """Everything verification trusts: the owner's and release keys, revoked key ids, the
-    policy, and the limits. `now`, `host` and `progress` are for tests and terminals."""
+    """Everything verification trusts: the owner's key (parsed once, by the command line), the
+    optional release-key pin, revoked key ids, the policy, and the limits. `now` is the clock
+    for the layout's expiry and the policy's age; `host` and `progress` are for tests and
+    terminals."""
 
-    owner_pem: bytes
-    release_pem: bytes
+    owner: PublicKey
+    release: PublicKey | None = None  # model.sig's signer must also be this key
     policy: Policy | None = None
     policy_source: str = "policy"
     revoked: frozenset[str] = frozenset()
@@ -61,6 +64,8 @@ class Report:
     failure: VerificationError | None = None
     bundle_dir: str = ""
     manifest: Manifest | None = None
+    # (sha256, size) of every file, hashed once by the archive check (not in the JSON report).
+    digests: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
