@@ -61,7 +61,7 @@ class ModelsealSubsystem(PythonToolRequirementsBase):
     )
 
     default_version = f"modelseal=={VERSION}" if VERSION else "modelseal"
-    default_requirements: ClassVar[Sequence[str]] = [default_version]
+    default_requirements = (default_version,)
     register_interpreter_constraints = True
     default_interpreter_constraints: ClassVar[Sequence[str]] = ["CPython>=3.9,<3.14"]
     default_lockfile_resource = ("modelseal_pants", "modelseal.lock")

@@ -75,7 +75,11 @@ def runtime_closure(root: Path | None = None) -> list[str]:
         pending.extend(".".join(parts[:i]) for i in range(1, len(parts)))
         pending.extend(_imported_modules(path, module))
     if not any(p.name == "runtime.py" for p in files):
-        raise SpecError(f"modelseal runtime-sources: no modelseal.embedded.runtime under {root}")
+        raise SpecError(
+            what="the installed modelseal has no modelseal.embedded.runtime",
+            where=str(root),
+            remedy="reinstall the modelseal wheel",
+        )
     return sorted(p.relative_to(root).as_posix() for p in files)
 
 
