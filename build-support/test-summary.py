@@ -1,8 +1,18 @@
-"""Summarizes the JUnit reports `./pants test` writes, and fails when no test really ran.
+"""Totals the JUnit reports `./pants test` writes, and fails the run unless every test ran and passed.
 
-Pants prints one line per test target; CI needs the totals, and must fail when a target's pytest
-collected nothing (a file whose tests were renamed away passes silently otherwise).
-Usage: python3 build-support/test-summary.py dist/test/reports
+Pants prints one line per test target; a run needs its totals, and must fail when:
+- a test failed or errored;
+- a test was skipped: a skipped test proves nothing, and a tool missing on this machine is a
+  failure of the setup (`./pants test` installs what the tests run: build-support/test-deps).
+  The one allowed skip is a test that needs hardware this machine cannot have: its skip reason
+  starts with HARDWARE_MARKER, e.g. `pytest.skip("needs hardware: a CUDA GPU")`;
+- a target's pytest collected nothing (a file whose tests were renamed away passes silently
+  otherwise).
+
+The launcher runs it after every `./pants test` over that run's reports (it clears the directory
+first). Usage: python3 build-support/test-summary.py [dist/test/reports]
+Prints `tests: N passed, N failed, N skipped` (skips for hardware are among the skipped, and also
+counted apart); exits 0 on success, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -11,29 +21,54 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+# The reason prefix of the only skip that does not fail the run.
+HARDWARE_MARKER = "needs hardware:"
+
+
+def _name(case: ET.Element) -> str:
+    return f"{case.get('classname', '')}::{case.get('name', '')}"
+
 
 def main(report_dir: str) -> int:
     reports = sorted(Path(report_dir).glob("*.xml"))
     if not reports:
         print(f"no test reports in {report_dir}: no test ran", file=sys.stderr)
         return 1
-    passed = failed = skipped = 0
-    empty = []
+    passed = 0
+    failed: list[str] = []
+    unexpected: list[str] = []  # skipped, not for hardware
+    hardware: list[str] = []
+    empty: list[str] = []
     for report in reports:
-        root = ET.parse(report).getroot()
-        suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-        tests = sum(int(s.get("tests", 0)) for s in suites)
-        bad = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
-        skip = sum(int(s.get("skipped", 0)) for s in suites)
-        if tests == 0:
+        cases = list(ET.parse(report).getroot().iter("testcase"))
+        if not cases:
             empty.append(report.name)
-        passed += tests - bad - skip
-        failed += bad
-        skipped += skip
+        for case in cases:
+            if case.find("failure") is not None or case.find("error") is not None:
+                failed.append(_name(case))
+                continue
+            skip = case.find("skipped")
+            if skip is None:
+                passed += 1
+                continue
+            reason = skip.get("message") or ""  # pytest: the reason given to skip/skipif
+            if reason.startswith(HARDWARE_MARKER):
+                hardware.append(f"{_name(case)} ({reason})")
+            else:
+                unexpected.append(f"{_name(case)} ({reason or 'no reason given'})")
     for name in empty:
         print(f"{name}: the test target collected no tests", file=sys.stderr)
-    print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
-    return 0 if passed > 0 and failed == 0 and not empty else 1
+    for name in failed:
+        print(f"failed: {name}", file=sys.stderr)
+    for name in unexpected:
+        print(f"skipped, which fails the run (only a '{HARDWARE_MARKER} ...' skip may pass): "
+              f"{name}", file=sys.stderr)
+    for name in hardware:
+        print(f"skipped for hardware this machine lacks: {name}", file=sys.stderr)
+    skipped = len(unexpected) + len(hardware)
+    extra = f" ({len(hardware)} for hardware)" if hardware else ""
+    print(f"tests: {passed} passed, {len(failed)} failed, {skipped} skipped{extra}")
+    return 0 if passed > 0 and not failed and not unexpected and not empty else 1
 
 
 if __name__ == "__main__":

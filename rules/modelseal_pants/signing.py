@@ -46,6 +46,7 @@ from modelseal_pants.invocation import (
 )
 from modelseal_pants.signing_keys import (
     ROLES,
+    STEP_ROLES,
     PublicKeys,
     PublicKeysRequest,
     SigningKeys,
@@ -160,7 +161,7 @@ async def write_layout(request: LayoutRequest, subsystem: ModelsealSubsystem) ->
             CreateLayout(
                 owner_key=keys["owner"],
                 steps=tuple(
-                    (step, (f"keys/{step}.pub", *extra.get(step, ())))
+                    (step, (f"keys/{STEP_ROLES[step]}.pub", *extra.get(step, ())))
                     for step in ("train", "package", "sign")
                     if step != "train" or trained
                 ),
@@ -277,7 +278,7 @@ async def sign_model(request: SignatureRequest) -> Signature:
         ProcessResult,
         key_invocation(
             keys,
-            SignBundle(bundle=name, key=keys["sign"], known_digests=KNOWN_DIGESTS_PATH),
+            SignBundle(bundle=name, key=keys["release"], known_digests=KNOWN_DIGESTS_PATH),
             unsigned, f"Signing {bundle.address}",
             output_files=(f"{name}/model.sig",),
             output_directories=(f"{name}/provenance",),

@@ -33,7 +33,9 @@ from modelseal_pants.invocation import (
 )
 from modelseal_pants.subsystem import ModelsealSubsystem
 
-ROLES = ("owner", "train", "package", "sign")
+ROLES = ("owner", "train", "package", "release")
+# The role whose public key each in-toto step trusts: the release key signs the `sign` step.
+STEP_ROLES = {"train": "train", "package": "package", "sign": "release"}
 
 
 @dataclass(frozen=True)

@@ -84,9 +84,21 @@ class ModelsealSubsystem(PythonToolRequirementsBase):
     package_key = StrOption(
         default=None, help="The builder's key, which signs `package` links (a reference)."
     )
+    release_key = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            The release key, which signs `model.sig` and the `sign` link: ECDSA P-256/P-384, a
+            reference. Verifiers pass its public half as `modelseal verify --release-key`.
+            """
+        ),
+    )
     sign_key = StrOption(
         default=None,
-        help="The release key, which signs `model.sig` and the `sign` link: ECDSA P-256/P-384.",
+        removal_version="3.0.0.dev0",
+        removal_hint="Use `[modelseal].release_key`: the same key, under the one name the CLI "
+        "and docs use (`--release-key`, `release.pub`).",
+        help="Deprecated: `[modelseal].release_key`.",
     )
     signing_env_vars = StrListOption(
         default=["SOFTHSM2_CONF"],
@@ -146,8 +158,16 @@ class ModelsealSubsystem(PythonToolRequirementsBase):
     )
 
     def key(self, role: str) -> str | None:
+        """The reference configured for a signing role; `release` falls back to the deprecated
+        `sign_key`."""
+        if role == "release":
+            return self.release_key or self.sign_key
         value: str | None = getattr(self, f"{role}_key")
         return value
+
+    @staticmethod
+    def option_name(role: str) -> str:
+        return f"{role}_key"
 
     tool = StrOption(
         default=None,

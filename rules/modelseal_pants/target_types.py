@@ -148,7 +148,8 @@ class ModelDatasetsField(DictStringToStringField):
     help = help_text(
         """
         The datasets the model was trained on: name -> `sha256:<64 hex>`, or a URI pinned by
-        digest (`<uri>#sha256=<64 hex>`). Recorded in the manifest's lineage.
+        digest, `<uri>#sha256=<64 hex>` or `<uri>@sha256:<64 hex>` (e.g.
+        `s3://datasets/iris.csv@sha256:...`). Recorded in the manifest's lineage.
         """
     )
 
@@ -292,9 +293,11 @@ class ModelArtifactTarget(Target):
         A machine-learning model packaged as a portable, byte-reproducible bundle.
 
         `pants package` writes `<output_path>/<model_name>-<version>/` (model.pex, weights/,
-        manifest.json) and the same as one deterministic `<model_name>-<version>.tar`.
-        `python model.pex info` summarizes the bundle; `python model.pex predict < inputs.json`
-        checks the weights' digests, loads them with the handler and prints predictions.
+        manifest.json, model.sig and provenance/: the
+        owner-signed in-toto layout and the signed links) and the same as one deterministic
+        `<model_name>-<version>.tar`. `python model.pex info` summarizes the bundle; `python
+        model.pex predict < inputs.json` checks the weights' digests, loads them with the
+        handler and prints predictions. `modelseal verify` checks it all on a deployment host.
 
         Where a model may live: in any directory. Its weights are paths relative to the BUILD
         file and need no source root; its handler code is ordinary `python_sources`, so the

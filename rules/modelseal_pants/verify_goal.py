@@ -71,7 +71,7 @@ async def verify_models(targets: Targets, console: Console, subsystem: VerifySub
                 VerifyBundle(
                     archive=_tar(package),
                     trust="keys/owner.pub",
-                    release_key="keys/sign.pub",
+                    release_key="keys/release.pub",
                     policy=subsystem.policy or "",
                     allow_development=publics.development and subsystem.allow_development,
                 ),

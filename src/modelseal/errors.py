@@ -26,16 +26,29 @@ class ModelsealError(Exception):
     """A failure with a place, a reason and a remedy; `exit_code` is what the process returns."""
 
     exit_code: ClassVar[int] = EXIT_FAILURE
+    # Whether `what` already names both sides (`size expected 3 found 4`, which model.pex prints
+    # as is): then the message does not repeat them.
+    sides_in_what: ClassVar[bool] = False
 
-    def __init__(self, *, what: str, where: str, remedy: str) -> None:
+    def __init__(
+        self, *, what: str, where: str, remedy: str, expected: str = "", found: str = ""
+    ) -> None:
         # Keyword-only: `what` and `where` are both strings, and swapping them would still print.
+        # `expected` and `found` are the two sides of a failed comparison, when there is one: the
+        # message shows them, and `modelseal verify --json` keeps them apart for machines.
         super().__init__(what, where, remedy)
         self.what = what
         self.where = where
         self.remedy = remedy
+        self.expected = expected
+        self.found = found
+        self.sides_shown = self.sides_in_what
 
     def __str__(self) -> str:
-        message = f"{self.where}: {self.what}."
+        what = self.what
+        if (self.expected or self.found) and not self.sides_shown:
+            what += f": expected {self.expected or '(nothing)'}, found {self.found or '(nothing)'}"
+        message = f"{self.where}: {what}."
         if self.remedy:
             message += f" {self.remedy[:1].upper()}{self.remedy[1:]}"
         return message
@@ -53,13 +66,7 @@ class IntegrityError(ModelsealError):
     are the two sides for verify's JSON report (the message already says them)."""
 
     exit_code: ClassVar[int] = EXIT_INTEGRITY
-
-    def __init__(
-        self, *, what: str, where: str, remedy: str, expected: str = "", found: str = ""
-    ) -> None:
-        super().__init__(what=what, where=where, remedy=remedy)
-        self.expected = expected
-        self.found = found
+    sides_in_what: ClassVar[bool] = True
 
 
 class KeyError_(ModelsealError):  # the builtin KeyError is a different thing.
@@ -96,27 +103,20 @@ class VerificationError(ModelsealError):
 
     check: ClassVar[str] = "verify"
 
-    def __init__(
-        self, *, what: str, where: str, remedy: str, expected: str = "", found: str = ""
-    ) -> None:
-        # The message shows both sides; the report keeps them apart for machines.
-        shown = what
-        if expected or found:
-            shown = f"{what}: expected {expected or '(nothing)'}, found {found or '(nothing)'}"
-        super().__init__(what=shown, where=where, remedy=remedy)
-        self.expected = expected
-        self.found = found
-
     @classmethod
     def from_error(cls, error: ModelsealError) -> VerificationError:
         """`error`, raised by a library function a check calls, re-classified as this check's
         failure so its exit code says which check failed, not which module noticed."""
         if isinstance(error, cls):
             return error
-        result = cls(what=error.what, where=error.where, remedy=error.remedy)
-        # `what` already shows both sides when the original had them; keep them for the report.
-        result.expected = str(getattr(error, "expected", ""))
-        result.found = str(getattr(error, "found", ""))
+        result = cls(
+            what=error.what,
+            where=error.where,
+            remedy=error.remedy,
+            expected=error.expected,
+            found=error.found,
+        )
+        result.sides_shown = error.sides_shown
         return result
 
 

@@ -3,13 +3,15 @@
 An environment variable wins (MODELSEAL_IN_TOTO_VERIFY, MODELSEAL_MODEL_SIGNING,
 MODELSEAL_SOFTHSM2_MODULE); otherwise the reference CLIs are installed from their hash-pinned lock
 by build-support/reference-tools, and SoftHSM2 is looked for where Debian's package puts it
-(.ci/run installs it). A test that still finds nothing skips, saying why.
+(`./pants test` installs the Debian package: build-support/test-deps). A test that still finds
+nothing fails, saying what is missing and how to install it: a skip would count as a pass.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -47,8 +49,21 @@ def softhsm2_module() -> str | None:
     return next((m for m in SOFTHSM2_MODULES if os.path.exists(m)), None)
 
 
-def reference_cli_or_skip(variable: str) -> str:
+def reference_cli_or_fail(variable: str) -> str:
     path = reference_cli(variable)
     if not path:
-        pytest.skip(f"{variable} is not set and build-support/reference-tools is not available")
+        pytest.fail(f"{variable} is not set and build-support/reference-tools did not install "
+                    "the reference tools (see its output)", pytrace=False)
     return path
+
+
+def softhsm2_or_fail() -> tuple[str, str]:
+    """SoftHSM2's PKCS#11 module and its `softhsm2-util`, or a failure naming how to get them."""
+    module = softhsm2_module()
+    tool = shutil.which("softhsm2-util")
+    if not module or not tool:
+        pytest.fail(
+            "SoftHSM2 is not installed (no libsofthsm2.so or no softhsm2-util): run the tests with "
+            "./pants test, which installs it (build-support/test-deps), or `apt-get install "
+            "softhsm2`; MODELSEAL_SOFTHSM2_MODULE names a module elsewhere", pytrace=False)
+    return module, tool

@@ -135,7 +135,7 @@ def test_inspect_json(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", "--json", str(bundle)]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["manifest"] == json.loads((bundle / "manifest.json").read_bytes())
-    assert [p["path"] for p in document["present"]] == [
+    assert [p["path"] for p in document["files"]] == [
         "manifest.json",
         "model.pex",
         "weights/model.json",

@@ -5,7 +5,7 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.bundles import DATASET, manifest
@@ -389,6 +389,9 @@ def _shuffled(value: Any, data: st.DataObject) -> Any:
     return value
 
 
+# Generating whole manifests is slow on a loaded 2-core machine: the health check is about speed,
+# not about what this property checks.
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(manifests(), st.data())
 def test_manifest_bytes_depend_only_on_content(
     document: dict[str, Any], data: st.DataObject

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from core.reference import reference_cli_or_skip, softhsm2_module
+from core.reference import reference_cli_or_fail, softhsm2_or_fail
 from core.signing_fixtures import Keys, flip_byte, make_bundle, make_keys
 from modelseal.cli.main import main
 from modelseal.errors import KeyError_, SigningError
@@ -68,12 +67,7 @@ def _import(tool: str, key: object, path: Path, label: str, key_id: str) -> None
 
 @pytest.fixture(scope="module")
 def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Token]:
-    module = softhsm2_module()
-    if not module:
-        pytest.skip("no SoftHSM2: install the Debian package, or set MODELSEAL_SOFTHSM2_MODULE")
-    tool = shutil.which("softhsm2-util")
-    if not tool:
-        pytest.skip("softhsm2-util is not on PATH (Debian package softhsm2)")
+    module, tool = softhsm2_or_fail()
     directory = tmp_path_factory.mktemp("softhsm")
     (directory / "tokens").mkdir()
     conf = directory / "softhsm2.conf"
@@ -266,7 +260,7 @@ def test_model_signing_cli_accepts_token_signature(tmp_path: Path, hsm_keys: Key
     release = hsm_keys.signers["release"].public_key_pem
     verify_bundle_signature(bundle, release)
     verify_provenance(bundle, hsm_keys.signers["owner"].public_key_pem)
-    tool = reference_cli_or_skip("MODELSEAL_MODEL_SIGNING")
+    tool = reference_cli_or_fail("MODELSEAL_MODEL_SIGNING")
     command = [
         tool, "verify", "key", bundle, "--signature", os.path.join(bundle, "model.sig"),
         "--public_key", hsm_keys.pub("release"),
@@ -278,7 +272,7 @@ def test_model_signing_cli_accepts_token_signature(tmp_path: Path, hsm_keys: Key
 
 
 def test_in_toto_verify_accepts_token_layout_and_link(tmp_path: Path, hsm_keys: Keys) -> None:
-    tool = reference_cli_or_skip("MODELSEAL_IN_TOTO_VERIFY")
+    tool = reference_cli_or_fail("MODELSEAL_IN_TOTO_VERIFY")
     bundle = make_bundle(str(tmp_path / "b"), hsm_keys)
     command = [
         tool, "--layout", LAYOUT_PATH, "--verification-keys", hsm_keys.pub("owner"),

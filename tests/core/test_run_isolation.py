@@ -20,9 +20,11 @@ import pytest
 from core.signing_fixtures import Keys, make_keys
 from core.verify_fixtures import make_signed_bundle, tar_of
 from modelseal import __version__
+from modelseal.cli import main as cli_main
 
 GENUINE = Path("modelseal.pex")
-MAIN = "import sys; from modelseal.cli.main import main; sys.exit(main())"
+# The command line in a child process (imported here too, so the test depends on all of it).
+MAIN = f"import sys; from {cli_main.__name__} import main; sys.exit(main())"
 
 
 @pytest.fixture(scope="module")

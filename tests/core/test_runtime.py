@@ -319,8 +319,7 @@ def test_runtime_imports_only_the_standard_library() -> None:
 @pytest.mark.parametrize("minor", SUPPORTED_MINORS, ids=lambda m: f"cpython3.{m}")
 def test_predict_on(minor: int, bundle: Bundle) -> None:
     python = find_python(minor)
-    if python is None:
-        pytest.skip(f"CPython 3.{minor} is not installed on this machine")
+    assert python, f"CPython 3.{minor} is missing: install it (e.g. `pyenv install 3.{minor}`)"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([_source_root(), str(bundle.handlers)]),

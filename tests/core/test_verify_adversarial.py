@@ -8,6 +8,7 @@ nothing outside it written.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -24,14 +25,18 @@ from hypothesis import strategies as st
 
 from core.signing_fixtures import Keys, flip_byte, make_keys, write_ec_key
 from core.verify_fixtures import make_signed_bundle, member, raw_tar, resign, tar_of
+from modelseal.cli import main as cli_main
 from modelseal.errors import EXIT_ARCHIVE, EXIT_SIGNATURE, EXIT_SPEC
+from modelseal.keys.core import PublicKey
 from modelseal.keys.reference import load_signer
 from modelseal.signing.modelsig import sign_bundle
+from modelseal.verify.checks import VerifyOptions, verified_bundle
 
 MAX_SECONDS = 10.0
 MAX_MIB = 256.0
 TOP = "iris-1.0.0"
-MAIN = "import sys; from modelseal.cli.main import main; sys.exit(main())"
+# The command line in a child process (imported here too, so the test depends on all of it).
+MAIN = f"import sys; from {cli_main.__name__} import main; sys.exit(main())"
 
 
 @pytest.fixture(scope="module")
@@ -430,3 +435,19 @@ def test_mutated_tars_list_as_gnu_tar_lists_them_or_are_refused(
     ours = _ours(path)
     if ours is not None:
         assert _gnu(path) == ours
+
+
+# -- the clock and the keys verification is given ---------------------------------------------
+
+
+def test_the_verify_clock_reaches_the_layout_expiry(tmp_path: Path, keys: Keys) -> None:
+    """`VerifyOptions.now` is the clock of every time check, the layout's expiry included."""
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)  # The layout expires in 2099.
+    owner = PublicKey.from_pem(keys.signers["owner"].public_key_pem)
+    for year, expired in ((2030, False), (2100, True)):
+        options = VerifyOptions(owner=owner, now=dt.datetime(year, 1, 1, tzinfo=dt.timezone.utc))
+        with verified_bundle(bundle, options) as report:
+            provenance = [c for c in report.checks if c.name == "provenance"]
+            assert provenance and provenance[0].ok is not expired, report.checks
+            if expired:
+                assert report.failure is not None and "expired" in str(report.failure)

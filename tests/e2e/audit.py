@@ -9,9 +9,11 @@ installing the `models` lock (numpy, scipy, scikit-learn) takes."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from e2e.repo import shared_cache
 
 TINY_BUILD = '''\
@@ -91,6 +93,74 @@ def predict(model, inputs):
 '''
 
 
+TRAINED_BUILD = '''\
+python_sources(name="lib")
+
+model_training(
+    name="train",
+    entry_point="trained.train:train",
+    data=["data.csv"],
+    dependencies=[":lib"],
+    seed=0,
+    outputs=["weights.json"],
+)
+
+model_artifact(
+    name="model",
+    model_name="trained",
+    version="0.1.0",
+    description="The mean of a column, trained in the build with the standard library only.",
+    license="MIT",
+    entry_point="trained.handler",
+    dependencies=["examples/trained/handler.py:lib"],
+    training=":train",
+    metrics={},
+    interpreter_constraints=["CPython==3.11.*"],
+)
+'''
+
+TRAINED_TRAIN = '''\
+import json
+import os
+
+
+def train(data_dir, output_dir, seed, hyperparameters):
+    with open(os.path.join(data_dir, "data.csv"), encoding="utf-8") as f:
+        values = [float(line) for line in f if line.strip()]
+    with open(os.path.join(output_dir, "weights.json"), "w", encoding="utf-8") as f:
+        json.dump({"mean": sum(values) / len(values)}, f)
+    return {}
+'''
+
+TRAINED_HANDLER = '''\
+import json
+import os
+
+
+def load(weights_dir):
+    with open(os.path.join(weights_dir, "weights.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def predict(model, inputs):
+    return {"mean": model["mean"]}
+'''
+
+
+def add_trained_model(repo: Path) -> str:
+    """Write examples/trained (trained in the build, standard library only) into `repo`, commit
+    it, and return its address: the smallest model with every step a build has (training,
+    model.pex, manifest, signing, archive), for tests about the build rather than about a model."""
+    trained = repo / "examples" / "trained"
+    trained.mkdir(parents=True)
+    (trained / "BUILD").write_text(TRAINED_BUILD)
+    (trained / "train.py").write_text(TRAINED_TRAIN)
+    (trained / "handler.py").write_text(TRAINED_HANDLER)
+    (trained / "data.csv").write_text("1.0\n2.0\n4.5\n")
+    commit(repo, "a small trained model")
+    return "examples/trained:model"
+
+
 def add_models(repo: Path, *, nondeterministic: bool = False) -> None:
     """Write examples/tiny (and examples/nondet) into `repo` and commit them."""
     tiny = repo / "examples" / "tiny"
@@ -129,3 +199,12 @@ def environment(root: Path) -> dict[str, str]:
     if "PYENV_ROOT" in os.environ:
         env["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
     return env
+
+
+def require_diffoscope() -> None:
+    """The audits write diffoscope's reports only when it is installed: a test of those reports
+    fails, naming the fix, where diffoscope is missing (a skip would count as a pass)."""
+    if not shutil.which("diffoscope"):
+        pytest.fail("diffoscope is not installed: run the tests with ./pants test, which installs "
+                    "it (build-support/test-deps), or `apt-get install diffoscope-minimal`",
+                    pytrace=False)

@@ -15,10 +15,12 @@ def source_repo() -> str:
     return root
 
 
-def clone(destination: Path) -> Path:
-    """A clone of HEAD: what an auditor or CI checks out, without the caller's uncommitted work."""
+def clone(destination: Path, source: Path | None = None) -> Path:
+    """A clone of HEAD (of `source`, by default the repository under test): what an auditor or CI
+    checks out, without the caller's uncommitted work."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "clone", "--quiet", source_repo(), str(destination)], check=True)
+    subprocess.run(["git", "clone", "--quiet", str(source or source_repo()), str(destination)],
+                   check=True)
     return destination
 
 

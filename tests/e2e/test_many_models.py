@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.repo import clone, run_pants, shared_cache
+from e2e.repo import Builds, clone, run_pants, shared_cache
 
 COUNT = 50
 OUT = "generated/many"
@@ -42,7 +42,11 @@ def models_in(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], dict]:
+def workspace(
+    builds: Builds, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, str], dict]:
+    # `builds` first: the packaged workspace (conftest.py) leaves the modelseal tool and the
+    # locks' PEXes in the shared local cache, so this clone builds only its 50 models.
     root = tmp_path_factory.mktemp("many")
     repo = clone(root / "repo")
     (root / "home").mkdir()

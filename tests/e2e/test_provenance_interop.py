@@ -61,7 +61,7 @@ def test_reference_tools_accept_the_bundle(
     unpacked = unpack(builds, bundle, tmp_path)
     verified = in_toto_verify(tools, unpacked, builds.keyring / "owner.pub")
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    signed = model_signing_verify(tools, unpacked, builds.keyring / "sign.pub")
+    signed = model_signing_verify(tools, unpacked, builds.keyring / "release.pub")
     assert signed.returncode == 0, signed.stdout + signed.stderr
 
 
@@ -74,7 +74,7 @@ def test_one_changed_byte_fails_both(
     flip_a_byte(unpacked / (BUNDLES[bundle] if victim == "weight" else victim))
     verified = in_toto_verify(tools, unpacked, builds.keyring / "owner.pub")
     assert verified.returncode != 0, verified.stdout
-    signed = model_signing_verify(tools, unpacked, builds.keyring / "sign.pub")
+    signed = model_signing_verify(tools, unpacked, builds.keyring / "release.pub")
     assert signed.returncode != 0, signed.stdout
 
 
@@ -97,7 +97,7 @@ def test_modelseal_pex_verifies_the_examples_on(builds: Builds, minor: int) -> N
             result = subprocess.run(
                 [python, str(builds.first / "modelseal.pex"), "verify", str(target),
                  "--trust", str(builds.keyring / "owner.pub"),
-                 "--release-key", str(builds.keyring / "sign.pub"),
+                 "--release-key", str(builds.keyring / "release.pub"),
                  "--allow-development", f"--python={model_python}"],
                 capture_output=True, text=True,
             )
@@ -110,7 +110,7 @@ def test_modelseal_run_verifies_then_predicts(builds: Builds, tmp_path: Path) ->
               "--trust", str(builds.keyring / "owner.pub"), "--allow-development",
               f"--python={find_python(11)}"]
     ran = subprocess.run(
-        [*common, "--release-key", str(builds.keyring / "sign.pub"), "--", "predict"],
+        [*common, "--release-key", str(builds.keyring / "release.pub"), "--", "predict"],
         input='{"instances": [[5.1, 3.5, 1.4, 0.2]]}', capture_output=True, text=True,
     )
     assert ran.returncode == 0, ran.stderr

@@ -14,23 +14,40 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e.audit import add_trained_model
 from e2e.repo import Builds, clone, reference_tools, run_pants, shared_cache
 
-from core.reference import softhsm2_module
+from core.reference import softhsm2_module, softhsm2_or_fail
 
 PASSPHRASE = "e2e-passphrase-Kq7ZtW"
 PIN = "e2e-token-pin-8831"
+# The smallest model with every step a release build signs (train, package, sign): the tests are
+# about keys, not about a model's dependencies (e2e/audit.py).
+MODEL = "examples/trained:model"
+BUNDLE = "trained-0.1.0"
 HANDLER = "def load(weights_dir):\n    return 2\n\n\ndef predict(model, inputs):\n    return 1\n"
+
+
+@dataclass(frozen=True)
+class KeyFiles:
+    """Release keys in passphrase-protected files (no token): what the remote-cache tests sign
+    with, so that only the test about a token's signature needs SoftHSM2."""
+
+    repo: Path
+    env: dict[str, str]  # every key a passphrase-protected file, the release key too
+    keys: Path  # private keys, passphrase and PIN files: outside the repo
+    secrets: tuple[str, ...]  # passphrase, PIN, and a piece of each private key's PEM text
+    key_bytes: tuple[bytes, ...]  # a piece of each private key's DER bytes
 
 
 @dataclass(frozen=True)
 class Release:
     repo: Path
-    env: dict[str, str]
-    keys: Path  # private keys, passphrase and PIN files: outside the repo
+    env: dict[str, str]  # the release key in a SoftHSM2 token, by an `env:` reference
+    keys: Path
     publics: Path
-    secrets: tuple[str, ...]  # passphrase, PIN, and a piece of each private key's PEM text
-    key_bytes: tuple[bytes, ...]  # a piece of each private key's DER bytes
+    secrets: tuple[str, ...]
+    key_bytes: tuple[bytes, ...]
 
 
 def modelseal(
@@ -42,24 +59,22 @@ def modelseal(
     )
 
 
-def make_token(root: Path, keys: Path) -> tuple[str, dict[str, str]]:
-    """A SoftHSM2 token holding the release key (ECDSA P-256), imported from a PEM then deleted."""
-    module = softhsm2_module()
-    if not module or not shutil.which("softhsm2-util"):
-        pytest.skip("SoftHSM2 is not installed (.ci/run installs Debian's softhsm2)")
+def make_token(root: Path) -> tuple[str, dict[str, str]]:
+    """A SoftHSM2 token for the release key (ECDSA P-256), in a directory of its own."""
+    module, tool = softhsm2_or_fail()
     (root / "tokens").mkdir(parents=True)
     conf = root / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\n")
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "release-token",
+    subprocess.run([tool, "--init-token", "--free", "--label", "release-token",
                     "--pin", PIN, "--so-pin", "so-pin-0042"], env=env, check=True,
                    capture_output=True)
     return module, env
 
 
 @pytest.fixture(scope="module")
-def release(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> Release:
-    root = tmp_path_factory.mktemp("release")
+def keyfiles(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
+    root = tmp_path_factory.mktemp("keyfiles")
     keys = root / "keys"
     keys.mkdir(mode=0o700)
     (keys / "passphrase").write_text(PASSPHRASE + "\n")
@@ -69,41 +84,56 @@ def release(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> Release
                          "--out", str(keys / f"{role}.pem"),
                          "--passphrase-file", str(keys / "passphrase"))
         assert made.returncode == 0, made.stderr
+    # The release key, for the token (Release imports it there and deletes the file).
     made = modelseal(builds, "keygen", "--type", "ecdsa-p256", "--out", str(keys / "release.pem"))
     assert made.returncode == 0, made.stderr
-    module, hsm_env = make_token(root / "hsm", keys)
-    imported = subprocess.run(
-        ["softhsm2-util", "--import", str(keys / "release.pem"), "--token", "release-token",
-         "--label", "release", "--id", "01", "--pin", PIN], env=hsm_env, capture_output=True,
-    )
-    assert imported.returncode == 0, imported.stderr
     secrets, key_bytes = [PASSPHRASE, PIN], []
     for pem in keys.glob("*.pem"):
         body = "".join(line for line in pem.read_text().splitlines() if "-----" not in line)
         secrets.append(body[-64:])
         key_bytes.append(base64.b64decode(body)[-40:])
-    (keys / "release.pem").unlink()  # The token holds it now.
 
     passphrase = f"?passphrase-file={keys / 'passphrase'}"
-    hsm = (f"pkcs11:token=release-token;object=release"
-           f"?module-path={module}&pin-source=file:{keys / 'pin'}")
     repo = clone(root / "repo")
+    assert add_trained_model(repo) == MODEL
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(root / "home"),
         "XDG_CACHE_HOME": shared_cache(),
-        "SOFTHSM2_CONF": hsm_env["SOFTHSM2_CONF"],
-        # Key references only: an `env:` reference, and Pants options as environment variables.
-        "RELEASE_KEY_REF": hsm,
+        # Key references only, as Pants options in environment variables.
         "PANTS_MODELSEAL_OWNER_KEY": f"file:{keys / 'owner.pem'}{passphrase}",
         "PANTS_MODELSEAL_TRAIN_KEY": f"file:{keys / 'train.pem'}{passphrase}",
         "PANTS_MODELSEAL_PACKAGE_KEY": f"file:{keys / 'package.pem'}{passphrase}",
-        "PANTS_MODELSEAL_SIGN_KEY": "env:RELEASE_KEY_REF",
+        "PANTS_MODELSEAL_RELEASE_KEY": f"file:{keys / 'package.pem'}{passphrase}",
     }
     if "PYENV_ROOT" in os.environ:
         env["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
     (root / "home").mkdir()
-    publics = root / "publics"
+    return KeyFiles(repo, env, keys, tuple(secrets), tuple(key_bytes))
+
+
+@pytest.fixture(scope="module")
+def release(builds: Builds, keyfiles: KeyFiles) -> Release:
+    """The key files, with the release key moved into a SoftHSM2 token (PIN from a file)."""
+    keys = keyfiles.keys
+    module, hsm_env = make_token(keys.parent / "hsm")
+    imported = subprocess.run(
+        ["softhsm2-util", "--import", str(keys / "release.pem"), "--token", "release-token",
+         "--label", "release", "--id", "01", "--pin", PIN], env=hsm_env, capture_output=True,
+    )
+    assert imported.returncode == 0, imported.stderr
+    (keys / "release.pem").unlink()  # The token holds it now.
+
+    hsm = (f"pkcs11:token=release-token;object=release"
+           f"?module-path={module}&pin-source=file:{keys / 'pin'}")
+    env = {
+        **keyfiles.env,
+        "SOFTHSM2_CONF": hsm_env["SOFTHSM2_CONF"],
+        # An `env:` reference to the token.
+        "RELEASE_KEY_REF": hsm,
+        "PANTS_MODELSEAL_RELEASE_KEY": "env:RELEASE_KEY_REF",
+    }
+    publics = keys.parent / "publics"
     exported = modelseal(
         builds, "keys", "export-public",
         *(f"--key={role}={env[f'PANTS_MODELSEAL_{role.upper()}_KEY']}"
@@ -111,20 +141,20 @@ def release(builds: Builds, tmp_path_factory: pytest.TempPathFactory) -> Release
         f"--key=release={hsm}", str(publics), env={**os.environ, **env},
     )
     assert exported.returncode == 0, exported.stderr
-    return Release(repo, env, keys, publics, tuple(secrets), tuple(key_bytes))
+    return Release(keyfiles.repo, env, keys, publics, keyfiles.secrets, keyfiles.key_bytes)
 
 
 def test_release_build_verifies_and_leaks_no_secret(release: Release, tmp_path: Path) -> None:
     store = tmp_path / "store"
     built = run_pants(
         release.repo, "-ldebug", f"--local-store-dir={store}", "package",
-        "examples/sentiment:model", env=release.env,
+        MODEL, env=release.env,
     )
     assert built.returncode == 0, built.stderr[-5000:]
-    bundle_tar = release.repo / "dist/examples.sentiment/model/sentiment-0.3.0.tar"
+    bundle_tar = release.repo / f"dist/examples.trained/model/{BUNDLE}.tar"
     with tarfile.open(bundle_tar) as tar:
         tar.extractall(tmp_path / "unpacked")
-    bundle = tmp_path / "unpacked" / "sentiment-0.3.0"
+    bundle = tmp_path / "unpacked" / BUNDLE
     assert '"trust":"release"' in (bundle / "manifest.json").read_text()
 
     tools = reference_tools()
@@ -161,11 +191,11 @@ def test_wrong_passphrase_names_the_key_and_writes_nothing(release: Release) -> 
            "PANTS_MODELSEAL_PACKAGE_KEY": f"file:{release.keys / 'package.pem'}"
                                           f"?passphrase-file={release.keys / 'pin'}"}
     shutil.rmtree(release.repo / "dist", ignore_errors=True)
-    failed = run_pants(release.repo, "package", "examples/sentiment:model", env=env)
+    failed = run_pants(release.repo, "package", MODEL, env=env)
     assert failed.returncode != 0
     assert "package.pem" in failed.stderr and "passphrase" in failed.stderr
     assert PASSPHRASE not in failed.stderr and PIN not in failed.stderr
-    assert not (release.repo / "dist" / "examples.sentiment").exists()
+    assert not (release.repo / "dist" / "examples.trained").exists()
 
 
 @pytest.mark.parametrize(
@@ -185,11 +215,11 @@ def test_token_errors_name_the_key_and_write_nothing(
     env = {**release.env, "RELEASE_KEY_REF": reference.format(
         module=softhsm2_module(), pin=release.keys / "pin", wrong=release.keys / "wrong-pin")}
     shutil.rmtree(release.repo / "dist", ignore_errors=True)
-    failed = run_pants(release.repo, "package", "examples/sentiment:model", env=env)
+    failed = run_pants(release.repo, "package", MODEL, env=env)
     assert failed.returncode != 0
     assert expected in failed.stderr
     assert PIN not in failed.stderr
-    assert not (release.repo / "dist" / "examples.sentiment").exists()
+    assert not (release.repo / "dist" / "examples.trained").exists()
 
 
 def write_imported_model(builds: Builds, release: Release, trainer: Path, weight: bytes) -> str:

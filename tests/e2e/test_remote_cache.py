@@ -1,11 +1,13 @@
 """Remote caching against a real REAPI server: BuildGrid on 127.0.0.1 with an in-memory CAS and
 action cache (tests/e2e/remote/bgd_server.py), driven by pants.remote-cache.toml.
 
-A release build (passphrase-protected key files, a SoftHSM2 token) of examples/iris:model fills the
-cache; a second, clean clone with an empty local store and empty named caches must get every
-cacheable step from the server and write the same bytes. Then what the server holds is read back:
-no signing action, no key reference, key, passphrase or PIN. Finally the build must survive a
-server that is down, and one that goes away in the middle of the build.
+A release build (passphrase-protected key files) of a small model trained in the build
+(examples/trained, standard library only: e2e/audit.py) fills the cache; a second, clean clone
+with an empty local store and empty named caches must get every cacheable step from the server and
+write the same bytes. A third build signs with a SoftHSM2 token (the only test here that needs
+SoftHSM2). Then what the server holds is read back: no signing action, no key reference, key,
+passphrase or PIN. Finally the build must survive a server that is down, and one that goes away in
+the middle of the build.
 """
 
 from __future__ import annotations
@@ -22,10 +24,16 @@ from pathlib import Path
 
 import pytest
 from e2e.repo import clone, run_pants, tree_digests
-from e2e.test_release_keys import Release, release  # noqa: F401 (a fixture, for this module)
+from e2e.test_release_keys import (  # noqa: F401 (fixtures, for this module)
+    KeyFiles,
+    Release,
+    keyfiles,
+    release,
+)
 
-TARGET = "examples/iris:model"
-BUNDLE = "dist/examples.iris"
+TARGET = "examples/trained:model"
+BUNDLE = "dist/examples.trained"
+BUNDLE_NAME = "trained-0.1.0"
 PROFILE = "--pants-config-files=pants.remote-cache.toml"
 # The modelseal tool's subcommands that sign or open keys: they must never reach a cache.
 SIGNING_COMMANDS = {"sign", "link", "layout", "keys", "check-keys", "check-provenance",
@@ -98,57 +106,54 @@ def counters(output: str) -> dict[str, int]:
 class RemoteBuilds:
     first: subprocess.CompletedProcess[str]
     second: subprocess.CompletedProcess[str]
-    token: subprocess.CompletedProcess[str]  # the release build that signs in the SoftHSM2 token
     first_repo: Path
     second_repo: Path
     first_store: Path  # the local store of the first build (it holds every step's result)
     file_env: dict[str, str]  # release keys, all passphrase-protected files
-    server: Server  # stopped: its dump holds what it stored
+    server: Server  # running until test_signing_and_secrets_never_reach_the_server stops it
+    # Every build's output against `server`, to search for secrets (the token build adds its own).
+    outputs: list[subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
-def remote(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteBuilds]:  # noqa: F811
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    started = start_server(tmp_path_factory.mktemp("server"))
+    try:
+        yield started
+    finally:
+        if started.process.poll() is None:
+            started.process.kill()
+
+
+@pytest.fixture(scope="module")
+def remote(
+    keyfiles: KeyFiles, server: Server, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+) -> RemoteBuilds:
     root = tmp_path_factory.mktemp("remote")
     # The compared builds sign with passphrase-protected file keys only: deterministic ECDSA gives
-    # the same signatures, so the archive (which holds them) is the same action in both builds. A
-    # token's ECDSA is randomized: its signatures, and so the archive, differ from run to run.
-    passphrase = release.keys / "passphrase"
-    file_env = {**release.env, "PANTS_MODELSEAL_SIGN_KEY":
-                f"file:{release.keys / 'package.pem'}?passphrase-file={passphrase}"}
-    server = start_server(root / "server")
-    try:
-        first_store = root / "store-1"
-        started = time.monotonic()
-        # -ldebug: the manifest, archive and signing processes log at debug level.
-        first = run_pants(release.repo, PROFILE, server.address, "-ldebug",
-                          f"--local-store-dir={first_store}", "package", TARGET, env=file_env)
-        assert first.returncode == 0, first.stderr[-5000:]
-        print(f"first build (fills the remote cache): {time.monotonic() - started:.0f} s")
+    # the same signatures, so the archive (which holds them) is the same action in both builds.
+    assert (keyfiles.repo / "examples/trained/BUILD").is_file()  # keyfiles adds it
+    first_store = root / "store-1"
+    started = time.monotonic()
+    # -ldebug: the manifest, archive and signing processes log at debug level.
+    first = run_pants(keyfiles.repo, PROFILE, server.address, "-ldebug",
+                      f"--local-store-dir={first_store}", "package", TARGET, env=keyfiles.env)
+    assert first.returncode == 0, first.stderr[-5000:]
+    print(f"first build (fills the remote cache): {time.monotonic() - started:.0f} s")
 
-        # A clean clone elsewhere, another HOME, an empty local store and empty named caches.
-        second_repo = clone(root / "other" / "checkout")
-        (root / "home-2").mkdir()
-        env = {**file_env, "HOME": str(root / "home-2")}
-        started = time.monotonic()
-        second = run_pants(second_repo, PROFILE, server.address, "-ldebug",
-                           f"--local-store-dir={root / 'store-2'}",
-                           f"--named-caches-dir={root / 'named-caches-2'}",
-                           "package", TARGET, env=env)
-        assert second.returncode == 0, second.stderr[-5000:]
-        print(f"second build (from the remote cache): {time.monotonic() - started:.0f} s")
-
-        # The release signer in a SoftHSM2 token (PIN from a file): a new signature, a new archive.
-        started = time.monotonic()
-        token = run_pants(clone(root / "token" / "repo"), PROFILE, server.address, "-ldebug",
-                          f"--local-store-dir={root / 'store-3'}", "package", TARGET,
-                          env=release.env)
-        assert token.returncode == 0, token.stderr[-5000:]
-        print(f"token build: {time.monotonic() - started:.0f} s")
-    finally:
-        server.stop()
-    assert (server.dump / "action-cache.txt").is_file(), server.log.read_text(errors="replace")
-    yield RemoteBuilds(first, second, token, release.repo, second_repo, first_store, file_env,
-                       server)
+    # A clean clone elsewhere, another HOME, an empty local store and empty named caches.
+    second_repo = clone(root / "other" / "checkout", source=keyfiles.repo)
+    (root / "home-2").mkdir()
+    env = {**keyfiles.env, "HOME": str(root / "home-2")}
+    started = time.monotonic()
+    second = run_pants(second_repo, PROFILE, server.address, "-ldebug",
+                       f"--local-store-dir={root / 'store-2'}",
+                       f"--named-caches-dir={root / 'named-caches-2'}",
+                       "package", TARGET, env=env)
+    assert second.returncode == 0, second.stderr[-5000:]
+    print(f"second build (from the remote cache): {time.monotonic() - started:.0f} s")
+    return RemoteBuilds(first, second, keyfiles.repo, second_repo, first_store, keyfiles.env,
+                        server, [first, second])
 
 
 def test_clean_clone_gets_every_cacheable_step_from_the_server(remote: RemoteBuilds) -> None:
@@ -166,8 +171,8 @@ def test_clean_clone_gets_every_cacheable_step_from_the_server(remote: RemoteBui
     assert second["remote_cache_requests_uncached"] == 0
     assert second["remote_cache_read_errors"] == 0
     # The expensive steps ran in the first build only: the runtime PEX, training, assembly.
-    for step in (f"Building model.pex for {TARGET}", "Training examples/iris:train",
-                 f"Writing the manifest of {TARGET}", f"Archiving iris-1.0.0 for {TARGET}"):
+    for step in (f"Building model.pex for {TARGET}", "Training examples/trained:train",
+                 f"Writing the manifest of {TARGET}", f"Archiving {BUNDLE_NAME} for {TARGET}"):
         assert f"Completed: {step}" in remote.first.stderr, step
         assert f"Completed: {step}" not in remote.second.stderr, step
     # Signing ran again, locally, in the second build.
@@ -175,30 +180,44 @@ def test_clean_clone_gets_every_cacheable_step_from_the_server(remote: RemoteBui
 
     one, two = (tree_digests(repo / BUNDLE) for repo in (remote.first_repo, remote.second_repo))
     assert one and one == two
-    assert "model/iris-1.0.0.tar" in one and "model/iris-1.0.0/model.sig" in one
+    assert f"model/{BUNDLE_NAME}.tar" in one and f"model/{BUNDLE_NAME}/model.sig" in one
 
-    # Signing in the token: every step up to signing from the cache; the archive of the new
-    # signature is new. Signing ran here, with the token.
-    token = counters(remote.token.stderr)
-    print("token:", {k: v for k, v in token.items() if k.startswith("remote") and v})
-    assert token["remote_cache_requests"] == first["remote_cache_requests"]
-    assert token["remote_cache_requests_uncached"] == token["remote_cache_write_successes"] >= 1
-    for step in (f"Building model.pex for {TARGET}", "Training examples/iris:train"):
-        assert f"Completed: {step}" not in remote.token.stderr, step
-    assert f"Completed: Signing {TARGET}" in remote.token.stderr
-    assert f"Completed: Archiving iris-1.0.0 for {TARGET}" in remote.token.stderr
+
+def test_a_token_signature_reuses_every_step_before_signing(
+    remote: RemoteBuilds, release: Release, tmp_path: Path  # noqa: F811
+) -> None:
+    """The release signer in a SoftHSM2 token (PIN from a file): every step up to signing comes
+    from the cache; a token's ECDSA is randomized, so the archive of the new signature is new."""
+    started = time.monotonic()
+    token = run_pants(clone(tmp_path / "repo", source=remote.first_repo), PROFILE,
+                      remote.server.address, "-ldebug", f"--local-store-dir={tmp_path / 'store'}",
+                      "package", TARGET, env=release.env)
+    remote.outputs.append(token)
+    assert token.returncode == 0, token.stderr[-5000:]
+    print(f"token build: {time.monotonic() - started:.0f} s")
+    first, counted = counters(remote.first.stderr), counters(token.stderr)
+    print("token:", {k: v for k, v in counted.items() if k.startswith("remote") and v})
+    assert counted["remote_cache_requests"] == first["remote_cache_requests"]
+    assert counted["remote_cache_requests_uncached"] == counted["remote_cache_write_successes"] >= 1
+    for step in (f"Building model.pex for {TARGET}", "Training examples/trained:train"):
+        assert f"Completed: {step}" not in token.stderr, step
+    assert f"Completed: Signing {TARGET}" in token.stderr
+    assert f"Completed: Archiving {BUNDLE_NAME} for {TARGET}" in token.stderr
     assert '"trust":"release"' in (
-        remote.first_repo / BUNDLE / "model/iris-1.0.0/manifest.json").read_text()
+        tmp_path / "repo" / BUNDLE / f"model/{BUNDLE_NAME}/manifest.json").read_text()
 
 
 def test_signing_and_secrets_never_reach_the_server(
-    remote: RemoteBuilds, release: Release  # noqa: F811
+    remote: RemoteBuilds, keyfiles: KeyFiles  # noqa: F811
 ) -> None:
+    remote.server.stop()
+    dump = remote.server.dump
+    assert (dump / "action-cache.txt").is_file(), remote.server.log.read_text(errors="replace")
     actions = remote.server.cached_actions()
     argvs = [[str(arg) for arg in entry["argv"]] for entry in actions]  # type: ignore[attr-defined]
     # What should be there is there: the runtime PEX, training, the manifest and the archive...
     assert any("model.pex" in entry["output_files"] for entry in actions)  # type: ignore[operator]
-    assert any("--entry-point=iris.train:train" in argv for argv in argvs)
+    assert any("--entry-point=trained.train:train" in argv for argv in argvs)
     assert any(argv[1:2] == ["manifest"] for argv in argvs)
     assert any(argv[1:2] == ["archive"] for argv in argvs)
     # ...and no signing step, no key reference.
@@ -208,15 +227,15 @@ def test_signing_and_secrets_never_reach_the_server(
 
     # Every blob the server holds: no passphrase, PIN, key text or bytes, not even where the keys
     # are (a key reference names that directory).
-    blobs = sorted((remote.server.dump / "cas").iterdir())
+    blobs = sorted((dump / "cas").iterdir())
     assert len(blobs) > len(actions)
-    needles = [secret.encode() for secret in release.secrets] + list(release.key_bytes)
-    needles.append(str(release.keys).encode())
+    needles = [secret.encode() for secret in keyfiles.secrets] + list(keyfiles.key_bytes)
+    needles.append(str(keyfiles.keys).encode())
     for blob in blobs:
         data = blob.read_bytes()
         assert not [needle for needle in needles if needle in data], blob.name
-    for output in (remote.first, remote.second, remote.token):
-        assert not [s for s in release.secrets if s in output.stdout + output.stderr]
+    for output in remote.outputs:
+        assert not [s for s in keyfiles.secrets if s in output.stdout + output.stderr]
 
 
 def rebuild_changed(
@@ -224,8 +243,8 @@ def rebuild_changed(
 ) -> subprocess.CompletedProcess[str]:
     """A clone whose model description differs: the PEX and training are local-cache hits, the
     manifest and archive are new, so the build asks the server (and fails to write to it)."""
-    repo = clone(tmp / "repo")
-    build_file = repo / "examples/iris/BUILD"
+    repo = clone(tmp / "repo", source=remote.first_repo)
+    build_file = repo / "examples/trained/BUILD"
     text = build_file.read_text()
     assert "description=" in text
     build_file.write_text(re.sub(r'description="[^"]*"', f'description="{description}"', text))
@@ -240,14 +259,14 @@ def test_build_succeeds_with_a_warning_when_the_server_is_down(
 ) -> None:
     down = f"--remote-store-address=grpc://127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
-    built = rebuild_changed(remote, tmp_path, down, "Iris, with the server down.")
+    built = rebuild_changed(remote, tmp_path, down, "Trained, with the server down.")
     print(f"build with the server down: {time.monotonic() - started:.0f} s")
     assert built.returncode == 0, built.stderr[-5000:]
     assert re.search(r"\[WARN\].*remote cache", built.stderr, re.I), built.stderr[-5000:]
     stats = counters(built.stderr)
     assert stats["remote_cache_read_errors"] + stats["remote_cache_write_errors"] > 0
-    manifest = tmp_path / "repo" / BUNDLE / "model/iris-1.0.0/manifest.json"
-    assert "Iris, with the server down." in manifest.read_text()
+    manifest = tmp_path / "repo" / BUNDLE / f"model/{BUNDLE_NAME}/manifest.json"
+    assert "Trained, with the server down." in manifest.read_text()
 
 
 def test_build_succeeds_with_a_warning_when_the_server_goes_away(
@@ -258,7 +277,7 @@ def test_build_succeeds_with_a_warning_when_the_server_goes_away(
     try:
         started = time.monotonic()
         built = rebuild_changed(remote, tmp_path, server.address,
-                                "Iris, with a server that goes away.")
+                                "Trained, with a server that goes away.")
         print(f"build with a server that goes away: {time.monotonic() - started:.0f} s")
         assert server.process.wait(timeout=60) == 0
         assert "exiting after 1 action-cache writes" in server.log.read_text()
@@ -270,5 +289,5 @@ def test_build_succeeds_with_a_warning_when_the_server_goes_away(
     stats = counters(built.stderr)
     assert stats["remote_cache_write_successes"] >= 1
     assert stats["remote_cache_read_errors"] + stats["remote_cache_write_errors"] > 0
-    manifest = tmp_path / "repo" / BUNDLE / "model/iris-1.0.0/manifest.json"
-    assert "Iris, with a server that goes away." in manifest.read_text()
+    manifest = tmp_path / "repo" / BUNDLE / f"model/{BUNDLE_NAME}/manifest.json"
+    assert "Trained, with a server that goes away." in manifest.read_text()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from e2e.audit import add_models, environment
+from e2e.audit import add_models, environment, require_diffoscope
 from e2e.repo import Builds, clone, run_pants
 
 NOT_REPRODUCED = 7
@@ -15,6 +15,7 @@ NOT_REPRODUCED = 7
 def test_reproduce_passes_deterministic_models_and_names_what_differs(
     builds: Builds, tmp_path: Path
 ) -> None:
+    require_diffoscope()
     repo = clone(tmp_path / "repo")
     add_models(repo, nondeterministic=True)
     # An uncommitted change is part of what is reproduced: the goal builds the working tree.

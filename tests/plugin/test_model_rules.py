@@ -401,7 +401,7 @@ def test_a_revoked_key_is_refused(rule_runner: RuleRunner, tmp_path: Path) -> No
     pems = {c.path: c.content for c in rule_runner.request(DigestContents, [publics.digest])}
     # A key id is the sha256 of the DER public key, which is what the PEM's base64 body holds.
     body = "".join(
-        line for line in pems["keys/sign.pub"].decode().splitlines() if "-----" not in line
+        line for line in pems["keys/release.pub"].decode().splitlines() if "-----" not in line
     )
     revoked = hashlib.sha256(base64.b64decode(body)).hexdigest()
     rule_runner.write_files(
@@ -420,4 +420,4 @@ def test_a_revoked_key_is_refused(rule_runner: RuleRunner, tmp_path: Path) -> No
     with pytest.raises(ExecutionError) as failure:
         package(rule_runner)
     assert f"the key {revoked[:16]} is revoked" in str(failure.value)
-    assert "keys/sign.pub" in str(failure.value)
+    assert "keys/release.pub" in str(failure.value)

@@ -17,6 +17,7 @@ from modelseal.audit.compare import Comparison, compare_opened, opened_bundle, r
 from modelseal.audit.rebuild import (
     Build,
     NotReproducedError,
+    RebuildError,
     bundle_tars,
     check_out,
     clean_environment,
@@ -92,12 +93,33 @@ def _write_json(path: str, document: object) -> None:
     write_atomic(path, canonical_json(document) + b"\n")
 
 
+def _git_top(path: str, option: str, remedy: str) -> str:
+    """The top of the git working tree at `path`; SpecError (exit 3) naming the option when
+    `path` is not in one: a wrong argument, not a failed rebuild."""
+    if not os.path.isdir(path):
+        raise SpecError(what="no such directory", where=f"{option} {path}", remedy=remedy)
+    try:
+        return git(os.path.abspath(path), "rev-parse", "--show-toplevel")
+    except RebuildError:
+        raise SpecError(
+            what="not a git checkout", where=f"{option} {path}", remedy=remedy
+        ) from None
+
+
 def rebuild(args: argparse.Namespace) -> int:
+    if os.path.isdir(args.against):
+        raise SpecError(
+            what="a directory: rebuild compares the published archive, byte for byte",
+            where=f"--against {args.against}",
+            remedy="pass the bundle's .tar (`pants package` writes it next to the directory); "
+            "to compare two directories, use `modelseal reproduce`",
+        )
     if not os.path.isfile(args.against):
-        raise SpecError(what="no such file", where=args.against,
-                        remedy="pass --against with the published bundle .tar")
+        raise SpecError(what="no such file", where=f"--against {args.against}",
+                        remedy="pass the published bundle .tar")
     top = scan_tar(args.against).top  # refuses an unsafe or malformed tar before any work
-    repo = git(os.path.abspath(args.repo), "rev-parse", "--show-toplevel")
+    repo = _git_top(args.repo, "--repo", "run rebuild inside a git clone of the model's "
+                    "repository, or pass --repo with one")
     commit = resolve_commit(repo, args.commit)
     report = os.path.abspath(args.report or f"modelseal-rebuild-{commit[:12]}")
     os.makedirs(report, exist_ok=True)
@@ -144,7 +166,7 @@ def rebuild(args: argparse.Namespace) -> int:
         write_atomic(path, envelope + b"\n")
         print(f"reproduced: {os.path.basename(args.against)} (sha256 {artifact_sha256}) from "
               f"commit {commit}, target {args.target}")
-        print(f"statement: {path} (signed by key {key_id[:8]}; its public key: "
+        print(f"statement: {path} (signed by key {key_id[:16]}; its public key: "
               f"{os.path.join(report, 'auditor.pub')})")
         return EXIT_OK
     finally:
@@ -186,7 +208,8 @@ def reproduce_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def reproduce(args: argparse.Namespace) -> int:
-    workspace = git(os.path.abspath(args.workspace), "rev-parse", "--show-toplevel")
+    workspace = _git_top(args.workspace, "--workspace", "pass --workspace with the directory "
+                         "of a git checkout of the repository (reproduce builds its working tree)")
     report = os.path.abspath(args.report or os.path.join(workspace, "dist", "reproduce"))
     os.makedirs(report, exist_ok=True)
     scratch = scratch_directory("modelseal-reproduce-")

@@ -5,70 +5,74 @@ marked "(internal)" are steps the Pants rules run in their sandbox; people run t
 
 Expected failures are `ModelsealError`s: they are printed as one line on stderr, prefixed with
 `modelseal: error: `, and the process exits with the error's code (docs/formats.md, "Exit codes").
+
+Commands are named here by module and function, and imported only when they run (or when their
+own `--help` is asked for): `modelseal --version` and `modelseal --help` must answer at once on a
+deployment host, without loading cryptography, in-toto and every command's code.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 from modelseal import __version__
-from modelseal.cli.audit import rebuild, rebuild_arguments, reproduce, reproduce_arguments
-from modelseal.cli.build import (
-    check_keys,
-    check_keys_arguments,
-    check_provenance,
-    check_provenance_arguments,
-    dev_keyring,
-    dev_keyring_arguments,
-    link,
-    link_arguments,
-)
-from modelseal.cli.signing import (
-    keygen,
-    keygen_arguments,
-    keys,
-    keys_arguments,
-    layout,
-    layout_arguments,
-    record,
-    record_arguments,
-    sign,
-    sign_arguments,
-)
-from modelseal.cli.verify import (
-    extract,
-    extract_arguments,
-    run,
-    run_arguments,
-    split_passthrough,
-    verify,
-    verify_arguments,
-)
-from modelseal.embedded.sources import copy_runtime_sources
 from modelseal.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ModelsealError
-from modelseal.format.archive import write_tar
-from modelseal.format.atomic import write_atomic
-from modelseal.format.bundle import read_bundle
-from modelseal.format.canonical import canonical_json
-from modelseal.format.manifest import describe
-from modelseal.format.spec import BundleSpec
+
+if TYPE_CHECKING:
+    # Never imported at run time (see above), but named here so that Pants' dependency
+    # inference puts every command's module into the tool PEX and the tests' sandboxes.
+    import modelseal.cli.audit
+    import modelseal.cli.build
+    import modelseal.cli.inspect
+    import modelseal.cli.signing
+    import modelseal.cli.verify  # noqa: F401
 
 Handler = Callable[[argparse.Namespace], int]
 Arguments = Callable[[argparse.ArgumentParser], None]
 
 
-@dataclass(frozen=True)
 class Command:
-    name: str
-    summary: str
-    handler: Handler
-    arguments: Arguments | None = None
-    description: str | None = None  # For the command's own --help; the summary by default.
+    """A subcommand; `handler` and `arguments` are "module:function" names (a module of
+    `modelseal.cli`), or functions of this module, resolved when the command is used. A plain
+    class, not a dataclass: `dataclasses` (and `inspect`, which it imports) would cost `--version`
+    a tenth of its time budget."""
+
+    __slots__ = ("arguments", "description", "handler", "name", "summary")
+
+    def __init__(
+        self,
+        name: str,
+        summary: str,
+        handler: Handler | str,
+        arguments: Arguments | str | None = None,
+        description: str | None = None,  # For the command's own --help; the summary by default.
+    ) -> None:
+        self.name = name
+        self.summary = summary
+        self.handler = handler
+        self.arguments = arguments
+        self.description = description
+
+    def _resolve(self, target: Callable[..., object] | str) -> Callable[..., object]:
+        if not isinstance(target, str):
+            return target
+        module, _, function = target.partition(":")
+        return cast(
+            "Callable[..., object]",
+            getattr(importlib.import_module(f"modelseal.cli.{module}"), function),
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        return cast(Handler, self._resolve(self.handler))(args)
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        if self.arguments is not None:
+            cast(Arguments, self._resolve(self.arguments))(parser)
 
 
 def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +81,9 @@ def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _manifest(args: argparse.Namespace) -> int:
+    from modelseal.format.atomic import write_atomic
+    from modelseal.format.spec import BundleSpec
+
     with open(args.spec, "rb") as f:
         spec = BundleSpec.from_bytes(f.read(), source=args.spec)
     write_atomic(args.out, spec.to_manifest().to_bytes())
@@ -96,42 +103,10 @@ def _archive_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _archive(args: argparse.Namespace) -> int:
+    from modelseal.format.archive import write_tar
+
     top = os.path.basename(os.path.normpath(os.path.abspath(args.bundle)))
     write_tar(args.bundle, args.out, top=top, mtime=args.mtime)
-    return EXIT_OK
-
-
-def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", metavar="BUNDLE_OR_TAR", help="a bundle directory or its .tar")
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help='print {"manifest": ..., "present": [{"path": ..., "size": ...}]} as canonical JSON',
-    )
-
-
-def _inspect(args: argparse.Namespace) -> int:
-    manifest, present = read_bundle(args.bundle)
-    if args.json:
-        document = {
-            "manifest": manifest.to_json(),
-            "present": [{"path": p.path, "size": p.size} for p in present],
-        }
-        sys.stdout.buffer.write(canonical_json(document))
-    else:
-        sys.stdout.write(describe(manifest, {p.path: p.size for p in present}))
-    sys.stdout.flush()
-    return EXIT_OK
-
-
-def _runtime_sources_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", metavar="DIR", help="where to write modelseal/...")
-
-
-def _runtime_sources(args: argparse.Namespace) -> int:
-    """Print each copied path: the plugin's process log then says what a model.pex embeds."""
-    for path in copy_runtime_sources(args.out):
-        print(path)
     return EXIT_OK
 
 
@@ -154,49 +129,57 @@ COMMANDS: tuple[Command, ...] = (
         "whose bytes depend only on the files' paths and contents and on --mtime "
         "(docs/formats.md).",
     ),
-    Command("inspect", "show what a bundle or its tar contains", _inspect, _inspect_arguments),
+    Command(
+        "inspect",
+        "show what a bundle or its tar contains, and who it claims signed it",
+        "inspect:inspect",
+        "inspect:inspect_arguments",
+        "Show a bundle's manifest, its files, where its PEX's wheels let it run, and whether it "
+        "is signed and by which keys, as the files claim: nothing is verified (that is "
+        "`modelseal verify`) and nothing is extracted.",
+    ),
     Command(
         "link",
         "(internal) write a signed in-toto link",
-        link,
-        link_arguments,
+        "build:link",
+        "build:link_arguments",
         "An internal step that the modelseal Pants rules run: records the materials and "
         "products of a build step in a signed in-toto link.",
     ),
     Command(
         "check-provenance",
         "(internal) check an imported training link",
-        check_provenance,
-        check_provenance_arguments,
+        "build:check_provenance",
+        "build:check_provenance_arguments",
         "An internal step that the modelseal Pants rules run when a training link was imported.",
     ),
     Command(
         "check-keys",
         "(internal) refuse revoked keys",
-        check_keys,
-        check_keys_arguments,
+        "build:check_keys",
+        "build:check_keys_arguments",
         "An internal step that the modelseal Pants rules run before signing.",
     ),
     Command(
         "dev-keyring",
         "(internal) create the development keys",
-        dev_keyring,
-        dev_keyring_arguments,
+        "build:dev_keyring",
+        "build:dev_keyring_arguments",
         "An internal step that the modelseal Pants rules run when no keys are configured.",
     ),
     Command(
         "sign",
         "sign a bundle and record the sign step",
-        sign,
-        sign_arguments,
+        "signing:sign",
+        "signing:sign_arguments",
         "Write DIR/provenance/sign.<keyid8>.link and DIR/model.sig (OpenSSF Model Signing v1.0) "
         "with the key REF; nothing is written if signing fails (docs/signing.md).",
     ),
     Command(
         "verify",
         "verify a bundle's signatures, provenance, digests and policy",
-        verify,
-        verify_arguments,
+        "verify:verify",
+        "verify:verify_arguments",
         "Check a bundle directory or tar before installing it: archive safety, model.sig, the "
         "in-toto provenance, every file against the manifest, this host's interpreter, and the "
         "policy; stops at the first failure with its own exit code (docs/verification.md).",
@@ -204,16 +187,16 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "run",
         "verify a bundle, then run its model",
-        run,
-        run_arguments,
+        "verify:run",
+        "verify:run_arguments",
         "Verify as `modelseal verify` does, then run the verified model.pex with the arguments "
         "after `--` (e.g. `-- predict`); nothing runs when verification fails.",
     ),
     Command(
         "extract",
         "verify a bundle tar, then write out exactly the verified files (the safe `tar xf`)",
-        extract,
-        extract_arguments,
+        "verify:extract",
+        "verify:extract_arguments",
         "Verify BUNDLE.tar as `modelseal verify` does, then write the verified bytes to "
         "DIR/<name>-<version> (which must not exist). Nothing is written when verification "
         "fails. Use this instead of `tar xf`: tar readers differ, and only this one is the "
@@ -222,26 +205,33 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "record",
         "record a signed in-toto link for a step run outside the build",
-        record,
-        record_arguments,
+        "signing:record",
+        "signing:record_arguments",
     ),
-    Command("layout", "create or rotate the owner-signed in-toto layout", layout, layout_arguments),
-    Command("keygen", "generate a signing key", keygen, keygen_arguments),
-    Command("keys", "export public keys", keys, keys_arguments),
+    Command(
+        "layout",
+        "create or rotate the owner-signed in-toto layout",
+        "signing:layout",
+        "signing:layout_arguments",
+    ),
+    Command("keygen", "generate a signing key", "signing:keygen", "signing:keygen_arguments"),
     Command(
         "runtime-sources",
         "(internal) copy the embedded runtime's sources",
-        _runtime_sources,
-        _runtime_sources_arguments,
+        "runtime:runtime_sources",
+        "runtime:runtime_sources_arguments",
         "Copy modelseal.embedded.runtime, modelseal.embedded.training and the modules they import "
         "into DIR/modelseal/: the plugin adds them to every model.pex when modelseal is "
         "installed from its wheel rather than built from sources in the repository.",
     ),
     Command(
+        "keys", "export public keys, revoke keys", "signing:keys", "signing:keys_arguments"
+    ),
+    Command(
         "rebuild",
         "rebuild a commit and compare it with a published artifact",
-        rebuild,
-        rebuild_arguments,
+        "audit:rebuild",
+        "audit:rebuild_arguments",
         "Check out --commit in a new temporary clone (nothing of your working tree is used), "
         "package --target with the checkout's own ./pants (no cache, development keys), and "
         "compare every file of the result with --against, signatures excepted. Reproduced: exit "
@@ -251,8 +241,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "reproduce",
         "build model_artifact targets twice, apart, and compare (what `pants reproduce` runs)",
-        reproduce,
-        reproduce_arguments,
+        "audit:reproduce",
+        "audit:reproduce_arguments",
         "Copy the working tree twice (different paths, HOME, TZ, locale, user and umask), "
         "package the targets in each with no cache, and compare every bundle file by file, "
         "signatures excepted; exit 7 when any differs (docs/reproducibility.md).",
@@ -260,7 +250,9 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, only that command's arguments are added (and its module
+    imported): the others are listed with their summaries, which is all `--help` shows."""
     parser = argparse.ArgumentParser(
         prog="modelseal",
         description="Package, sign and verify machine-learning models as reproducible artifacts.",
@@ -271,15 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
         sub = subparsers.add_parser(
             command.name, help=command.summary, description=command.description or command.summary
         )
-        if command.arguments is not None:
-            command.arguments(sub)
+        if only is None or only == command.name:
+            command.add_arguments(sub)
         sub.set_defaults(command_spec=command)
     return parser
 
 
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The subcommand argparse will pick: the first argument that is not an option."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    from modelseal.cli.passthrough import split_passthrough
+
     argv, passthrough = split_passthrough(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_command_name(argv) or "")
     args = parser.parse_args(argv)
     command: Command | None = getattr(args, "command_spec", None)
     if command is None:
@@ -288,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if passthrough is not None:
         args.passthrough = passthrough
     try:
-        return command.handler(args)
+        return command.run(args)
     except ModelsealError as e:
         print(f"modelseal: error: {e}", file=sys.stderr)
         return e.exit_code

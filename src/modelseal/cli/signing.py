@@ -37,6 +37,11 @@ __all__ = [
 
 
 
+REFERENCE = (
+    "a key reference: file:PATH[?passphrase-file=PATH], pkcs11:... or env:NAME (docs/signing.md)"
+)
+
+
 def _pair(text: str, option: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name or not value:
@@ -68,45 +73,140 @@ def _expires(text: str) -> dt.datetime:
 def keygen_arguments(parser: argparse.ArgumentParser) -> None:
     from modelseal.keys.core import KEY_TYPES
 
-    parser.add_argument("--type", required=True, choices=KEY_TYPES, dest="key_type")
-    parser.add_argument("--out", required=True, metavar="KEY.pem", help="private key (0600)")
     parser.add_argument(
-        "--passphrase-file", metavar="FILE", help="encrypt the key with the first line of FILE"
+        "--type",
+        required=True,
+        choices=KEY_TYPES,
+        dest="key_type",
+        help="the key's algorithm; the release key (model.sig) must be ECDSA",
     )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="KEY.pem",
+        help="the private key (mode 0600) in an existing directory; the public key goes next to "
+        "it as KEY.pub",
+    )
+    parser.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        help="encrypt the key with the first line of FILE; when FILE does not exist and stdin is "
+        "a terminal, ask for the passphrase (twice) and create FILE (mode 0600) with it",
+    )
+
+
+def _passphrase(args: argparse.Namespace) -> bytes | None:
+    """The passphrase from --passphrase-file; on a terminal, a missing file is created from a
+    prompt, so a first key needs no passphrase typed into a shell (and its history)."""
+    from modelseal.keys.core import read_secret_file
+
+    path = args.passphrase_file
+    if not path:
+        return None
+    if os.path.lexists(path):
+        return read_secret_file(path, f"--passphrase-file {path}", "passphrase")
+    if not sys.stdin.isatty():
+        raise SpecError(
+            what="no such file, and stdin is not a terminal to ask for the passphrase",
+            where=f"--passphrase-file {path}",
+            remedy="write the passphrase on the file's first line first (e.g. `install -m 600 "
+            "/dev/null FILE` and an editor), or run keygen on a terminal, which asks for it "
+            "and creates the file",
+        )
+    import getpass
+
+    first = getpass.getpass(f"passphrase for {args.out}: ").encode("utf-8")
+    again = getpass.getpass("the same passphrase again: ").encode("utf-8")
+    if not first or first != again:
+        raise SpecError(
+            what="the passphrases are empty or differ",
+            where=f"--passphrase-file {path}",
+            remedy="run keygen again and type the same non-empty passphrase twice",
+        )
+    # O_EXCL: never overwrite a passphrase file created meanwhile; 0600 from the start.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(first + b"\n")
+    print(f"modelseal: wrote the passphrase to {path} (mode 0600)", file=sys.stderr)
+    return first
+
+
+def _existing_directory(path: str, option: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise SpecError(
+            what=f"the directory {directory} does not exist",
+            where=f"{option} {path}",
+            remedy=f"create it first (`mkdir -m 700 -p {directory}`), or choose another {option}",
+        )
 
 
 def keygen(args: argparse.Namespace) -> int:
     from modelseal.keys.core import (
         generate_private_key,
         key_id_of,
-        read_secret_file,
+        public_path_for,
         write_key_pair,
     )
+    from modelseal.keys.ids import key_id_line
 
-    passphrase = (
-        read_secret_file(args.passphrase_file, args.out, "passphrase")
-        if args.passphrase_file
-        else None
-    )
-    key = generate_private_key(args.key_type)
-    private_path, public_path = write_key_pair(key, args.out, passphrase)
-    print(f"{private_path} {public_path} key id {key_id_of(key.public_key())}")
+    _existing_directory(args.out, "--out")
+    for path in (args.out, public_path_for(args.out)):
+        if os.path.lexists(path):
+            raise SpecError(
+                what="refusing to overwrite an existing key file",
+                where=path,
+                remedy="choose another --out, or move the old key away first",
+            )
+    if args.passphrase_file:
+        _existing_directory(args.passphrase_file, "--passphrase-file")
+    created = args.passphrase_file and not os.path.lexists(args.passphrase_file)
+    passphrase = _passphrase(args)
+    try:
+        key = generate_private_key(args.key_type)
+        private_path, public_path = write_key_pair(key, args.out, passphrase)
+    except BaseException:
+        if created and os.path.lexists(args.passphrase_file):
+            os.unlink(args.passphrase_file)  # nothing half written
+        raise
+    key_id = key_id_of(key.public_key())
+    print(f"{private_path} {public_path} key id {key_id_line(key_id)}")
     return EXIT_OK
 
 
 def keys_arguments(parser: argparse.ArgumentParser) -> None:
+    from modelseal.cli.revoke import revoke_arguments
+
     sub = parser.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     export = sub.add_parser("export-public", help="write <role>.pub for each --key ROLE=REF")
-    export.add_argument("--key", action="append", required=True, metavar="ROLE=REF")
+    export.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        metavar="ROLE=REF",
+        help="a role name (owner, train, package, release, ...) and a key reference; repeat",
+    )
     export.add_argument(
         "--dev-keyring",
         metavar="DIR",
         help="first create the development keyring in DIR (absolute) if it does not exist",
     )
-    export.add_argument("dir", metavar="DIR")
+    export.add_argument("dir", metavar="DIR", help="where to write ROLE.pub (created if needed)")
+    revoke = sub.add_parser(
+        "revoke",
+        help="add a key to a revocation list (canonical JSON, each key once)",
+        description="Add a key to a modelseal.revocations/v1 list, which `modelseal verify "
+        "--revocations` and the build read (docs/operations.md, 'Key compromise').",
+    )
+    revoke_arguments(revoke)
 
 
 def keys(args: argparse.Namespace) -> int:
+    if args.keys_command == "revoke":
+        from modelseal.cli.revoke import revoke
+
+        return revoke(args)
+    from modelseal.keys.ids import key_id_line
     from modelseal.keys.reference import load_signer
 
     if args.dev_keyring:
@@ -123,7 +223,7 @@ def keys(args: argparse.Namespace) -> int:
         with load_signer(reference) as signer:
             path = os.path.join(args.dir, f"{role}.pub")
             write_atomic(path, signer.public_key_pem)
-            print(f"{path} key id {signer.key_id}")
+            print(f"{path} key id {key_id_line(signer.key_id)}")
     return EXIT_OK
 
 
@@ -131,8 +231,14 @@ def keys(args: argparse.Namespace) -> int:
 
 
 def sign_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", required=True, metavar="DIR")
-    parser.add_argument("--key", required=True, metavar="REF", help="the release signer's key")
+    parser.add_argument("--bundle", required=True, metavar="DIR", help="the bundle directory")
+    parser.add_argument(
+        "--key",
+        required=True,
+        metavar="REF",
+        help="the release key (ECDSA), which signs model.sig and the sign link: "
+        "file:PATH[?passphrase-file=PATH], pkcs11:... or env:NAME (docs/signing.md)",
+    )
     parser.add_argument(
         "--ignore",
         action="append",
@@ -169,19 +275,53 @@ def sign(args: argparse.Namespace) -> int:
 def layout_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="layout_command", metavar="ACTION", required=True)
     create = sub.add_parser("create", help="write a new owner-signed layout")
-    create.add_argument("--owner-key", required=True, metavar="REF")
-    create.add_argument("--step", action="append", required=True, metavar="STEP=PUB[,PUB...]")
-    create.add_argument("--threshold", action="append", default=[], metavar="STEP=N")
-    create.add_argument("--expires", required=True, metavar="YYYY-MM-DDTHH:MM:SSZ")
-    create.add_argument("--out", required=True, metavar="root.layout")
+    owner_help = "the owner's private key, which signs the layout: " + REFERENCE
+    create.add_argument("--owner-key", required=True, metavar="REF", help=owner_help)
+    create.add_argument(
+        "--step",
+        action="append",
+        required=True,
+        metavar="STEP=PUB[,PUB...]",
+        help="a step (train, package, sign) and the public key files allowed to sign its links; "
+        "repeat for each step",
+    )
+    threshold_help = "how many of the step's keys must sign it (default 1); repeatable"
+    create.add_argument(
+        "--threshold", action="append", default=[], metavar="STEP=N", help=threshold_help
+    )
+    create.add_argument(
+        "--expires",
+        required=True,
+        metavar="YYYY-MM-DDTHH:MM:SSZ",
+        help="when the layout stops verifying (UTC)",
+    )
+    create.add_argument("--out", required=True, metavar="root.layout", help="where to write it")
     rotate = sub.add_parser("rotate", help="change an existing layout's keys or expiry")
-    rotate.add_argument("--layout", required=True, metavar="OLD")
-    rotate.add_argument("--owner-key", required=True, metavar="REF")
-    rotate.add_argument("--add", action="append", default=[], metavar="STEP=PUB")
-    rotate.add_argument("--remove", action="append", default=[], metavar="STEP=KEYID")
-    rotate.add_argument("--threshold", action="append", default=[], metavar="STEP=N")
-    rotate.add_argument("--expires", metavar="YYYY-MM-DDTHH:MM:SSZ")
-    rotate.add_argument("--out", required=True, metavar="NEW")
+    rotate.add_argument("--layout", required=True, metavar="OLD", help="the current layout")
+    rotate.add_argument("--owner-key", required=True, metavar="REF", help=owner_help)
+    rotate.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="STEP=PUB",
+        help="trust one more public key file for STEP; repeatable",
+    )
+    rotate.add_argument(
+        "--remove",
+        action="append",
+        default=[],
+        metavar="STEP=KEYID",
+        help="stop trusting a key for STEP: its key id, or its first 8 characters; repeatable",
+    )
+    rotate.add_argument(
+        "--threshold", action="append", default=[], metavar="STEP=N", help=threshold_help
+    )
+    rotate.add_argument(
+        "--expires", metavar="YYYY-MM-DDTHH:MM:SSZ", help="a new expiry (UTC); default: unchanged"
+    )
+    rotate.add_argument(
+        "--out", required=True, metavar="NEW", help="where to write the new layout (may be OLD)"
+    )
 
 
 def _thresholds(items: list[str]) -> dict[str, int]:
@@ -247,24 +387,38 @@ STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
 
 def record_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="record_command", metavar="ACTION", required=True)
+    key_help = "the trainer's key, which signs the link: " + REFERENCE
+    materials_help = (
+        "files and directories the step reads (data, code), relative to the current directory"
+    )
+    products_help = "files and directories the step writes (weights, metrics), relative paths"
+    out_help = "where to write the link, <step>.<keyid8>.link (default: .)"
     train = sub.add_parser("train", help="run a command and record the signed train link")
-    train.add_argument("--key", required=True, metavar="REF")
-    train.add_argument("--materials", nargs="*", default=[], metavar="PATH")
-    train.add_argument("--products", nargs="*", default=[], metavar="PATH")
-    train.add_argument("--out", default=".", metavar="DIR")
-    train.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
+    train.add_argument("--key", required=True, metavar="REF", help=key_help)
+    train.add_argument("--materials", nargs="*", default=[], metavar="PATH", help=materials_help)
+    train.add_argument("--products", nargs="*", default=[], metavar="PATH", help=products_help)
+    train.add_argument("--out", default=".", metavar="DIR", help=out_help)
+    train.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...", help="the training command"
+    )
     start = sub.add_parser(
         "start", help="hash the materials of a multi-command step; `record stop` signs the link"
     )
-    start.add_argument("--step", required=True, metavar="NAME")
-    start.add_argument("--key", required=True, metavar="REF", help="checked now, used by stop")
-    start.add_argument("--materials", nargs="*", default=[], metavar="PATH")
-    start.add_argument("--out", default=".", metavar="DIR")
+    step_help = "the step's name in the layout, e.g. train"
+    start.add_argument("--step", required=True, metavar="NAME", help=step_help)
+    start.add_argument(
+        "--key", required=True, metavar="REF", help="checked now, used by stop; " + key_help
+    )
+    start.add_argument("--materials", nargs="*", default=[], metavar="PATH", help=materials_help)
+    start.add_argument(
+        "--out", default=".", metavar="DIR", help="where stop writes the link; start leaves its "
+        "state file there"
+    )
     stop = sub.add_parser("stop", help="hash the products and write <step>.<keyid8>.link")
-    stop.add_argument("--step", required=True, metavar="NAME")
+    stop.add_argument("--step", required=True, metavar="NAME", help=step_help)
     stop.add_argument("--key", required=True, metavar="REF", help="the key `record start` took")
-    stop.add_argument("--products", nargs="*", default=[], metavar="PATH")
-    stop.add_argument("--out", default=".", metavar="DIR")
+    stop.add_argument("--products", nargs="*", default=[], metavar="PATH", help=products_help)
+    stop.add_argument("--out", default=".", metavar="DIR", help="the --out `record start` took")
 
 
 def record(args: argparse.Namespace) -> int:

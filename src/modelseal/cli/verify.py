@@ -18,13 +18,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from modelseal.errors import EXIT_FAILURE, EXIT_OK, ModelsealError, SpecError
+from modelseal.cli.passthrough import split_passthrough
+from modelseal.errors import EXIT_OK, ModelsealError, SpecError
 from modelseal.format.canonical import canonical_json
 from modelseal.format.safe_extract import (
     DEFAULT_LIMITS,
     Limits,
     copy_verified,
-    private_directory,
     remove_tree,
 )
 from modelseal.keys.core import PublicKey
@@ -36,6 +36,7 @@ from modelseal.verify.checks import (
     verified_bundle,
 )
 from modelseal.verify.policy import Policy
+from modelseal.verify.report import failure_json
 
 __all__ = [
     "child_environment",
@@ -73,7 +74,12 @@ def verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--revocations", metavar="FILE", help="a modelseal.revocations/v1 list of revoked key ids"
     )
-    parser.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the modelseal.report/v1 JSON document (docs/verification.md): on stdout for "
+        "verify, on stderr for run (whose stdout is the model's), before the model starts",
+    )
     parser.add_argument(
         "--allow-development",
         action="store_true",
@@ -110,7 +116,14 @@ def model_python(args: argparse.Namespace) -> str:
 
 def run_arguments(parser: argparse.ArgumentParser) -> None:
     verify_arguments(parser)
-    parser.epilog = "Arguments after `--` go to the model's PEX, e.g. `-- predict` or `-- info`."
+    parser.usage = (
+        "modelseal run BUNDLE_OR_TAR --trust OWNER.pub --release-key RELEASE.pub [options] "
+        "-- predict|info [ARGS...]"
+    )
+    parser.epilog = (
+        "Arguments after `--` go to the model's PEX: `-- predict` (JSON on stdin, predictions "
+        "on stdout) or `-- info` (the manifest)."
+    )
 
 
 def _read(path: str, what: str) -> bytes:
@@ -164,36 +177,54 @@ def _options(args: argparse.Namespace, progress: TerminalProgress | None) -> Ver
     )
 
 
-def _input_failure(error: ModelsealError | OSError) -> tuple[dict[str, object], int]:
-    """The JSON report for a failure before the checks ran (arguments, key, policy, I/O)."""
-    if isinstance(error, ModelsealError):
-        where, code, remedy, message = error.where, error.exit_code, error.remedy, str(error)
-    else:
+def _artifact(path: str) -> tuple[str, str | None]:
+    """(kind, sha256) of the artifact as the user named it: a tar's own digest (what a registry or
+    release page publishes), None for a directory, whose files the report's manifest digest and
+    model.sig cover instead. Read once more for the report only: the checks hash the extracted
+    files."""
+    if os.path.isdir(path):
+        return "directory", None
+    if os.path.isfile(path):
+        from modelseal.format.digests import sha256_file
+
+        return "tar", sha256_file(path)[0]
+    return "missing", None
+
+
+def _document(report: Report, args: argparse.Namespace, command: str) -> dict[str, object]:
+    kind, digest = _artifact(args.bundle)
+    return report.to_json(command=command, path=args.bundle, kind=kind, sha256=digest)
+
+
+def _input_failure(
+    error: ModelsealError | OSError, args: argparse.Namespace, command: str
+) -> tuple[dict[str, object], int]:
+    """The report for a failure before the checks ran (arguments, key, policy, I/O): no check
+    ran, and `failure.check` is "input"."""
+    if isinstance(error, OSError):
         where = str(error.filename or "")
-        code, remedy, message = EXIT_FAILURE, "", f"{where}: {error.strerror or error}"
-    report = {
-        "ok": False,
-        "checks": [],
-        "failure": {
-            "check": "input",
-            "where": where,
-            "expected": "",
-            "found": "",
-            "remedy": remedy,
-            "exit_code": code,
-            "message": message,
-        },
-    }
-    return report, code
+        error = ModelsealError(
+            what=str(error.strerror or error),
+            where=where,
+            remedy="check the file and its permissions",
+        )
+    document = _document(Report(), args, command)
+    document["failure"] = failure_json(error, "input")
+    return document, error.exit_code
 
 
-def _print_report(report: Report, as_json: bool, *, quiet: bool = False) -> None:
-    """The report on stdout; with `quiet` (for `run`, whose stdout is the model's) only the
+def _emit(document: dict[str, object], *, to_stderr: bool) -> None:
+    """One canonical JSON line: on stdout for `verify`; on stderr for `run`, whose stdout is the
+    model's."""
+    stream = sys.stderr.buffer if to_stderr else sys.stdout.buffer
+    sys.stdout.flush()
+    stream.write(canonical_json(document))
+    stream.flush()
+
+
+def _print_report(report: Report, *, quiet: bool = False) -> None:
+    """The text report on stdout; with `quiet` (for `run`, whose stdout is the model's) only the
     failure, on stderr."""
-    if as_json:
-        sys.stdout.buffer.write(canonical_json(report.to_json()))
-        sys.stdout.flush()
-        return
     for check in report.checks:
         if check.ok and not quiet:
             print(f"ok      {check.name}: {check.detail}")
@@ -246,32 +277,41 @@ def _verify_then_inner(
     command: Sequence[str] | None,
     then: Callable[[Report], int] | None,
 ) -> int:
+    name = "verify" if command is None else "run"
+    if then is not None:
+        name = "extract"
     progress = None if args.json else default_progress()
     try:
         options = _options(args, progress)
         with verified_bundle(args.bundle, options) as report:
             if progress is not None:
                 progress.close()
+            if args.json:
+                _emit(_document(report, args, name), to_stderr=command is not None)
+            else:
+                _print_report(report, quiet=command is not None)
             if command is not None and report.ok:
-                return _run_pex(report, command, model_python(args))
+                # A tar's verified copy sits in a private scratch directory: PEX_ROOT goes there.
+                is_tar = os.path.isfile(args.bundle)
+                scratch = os.path.dirname(report.bundle_dir) if is_tar else None
+                return _run_pex(report, command, model_python(args), scratch)
             if then is not None and report.ok:
-                _print_report(report, args.json)
                 return then(report)
-            _print_report(report, args.json, quiet=command is not None)
             return EXIT_OK if report.failure is None else report.failure.exit_code
     except (ModelsealError, OSError) as e:
         if not args.json:
             raise  # cli.main prints it as one line, with the error's exit code.
-        document, code = _input_failure(e)
-        sys.stdout.buffer.write(canonical_json(document))
-        sys.stdout.flush()
+        document, code = _input_failure(e, args, name)
+        _emit(document, to_stderr=command is not None)
         return code
     finally:
         if progress is not None:
             progress.close()
 
 
-def _run_pex(report: Report, command: Sequence[str], python: str) -> int:
+def _run_pex(
+    report: Report, command: Sequence[str], python: str, scratch: str | None = None
+) -> int:
     """Run the verified PEX with `command`, stdin, stdout and stderr passed through; its code
     (128 + N when a signal N ended it, as shells report it)."""
     manifest = report.manifest
@@ -281,7 +321,7 @@ def _run_pex(report: Report, command: Sequence[str], python: str) -> int:
     # A new, empty PEX_ROOT: pex unpacks into $PEX_ROOT/unzipped_pexes/<hash from PEX-INFO>
     # and trusts what it finds there, so a shared cache filled by a forged PEX with the same
     # PEX-INFO would run instead of the verified bytes.
-    pex_root = private_directory("modelseal-pex-root-")
+    pex_root = tempfile.mkdtemp(prefix="modelseal-pex-root-", dir=scratch)
     try:
         env = child_environment(os.environ, pex_root)
         completed = subprocess.run([python, pex, *command], cwd=report.bundle_dir, env=env)
@@ -352,17 +392,3 @@ def run(args: argparse.Namespace) -> int:
             remedy="add the model's command after `--`, e.g. `-- predict` or `-- info`",
         )
     return _verify_then(args, command)
-
-
-def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
-    """(the arguments for modelseal, those after the first `--` for `run`): argparse's own `--`
-    handling differs between Python versions, and the PEX's arguments must pass through intact.
-    Only `run` takes them; for any other command the argv is returned unchanged."""
-    args = list(argv)
-    if "--" not in args:
-        return args, None
-    head, tail = args[: args.index("--")], args[args.index("--") + 1 :]
-    command = next((a for a in head if not a.startswith("-")), None)
-    if command != "run":
-        return args, None
-    return head, tail

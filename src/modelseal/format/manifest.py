@@ -13,6 +13,7 @@ Standard library only: `model.pex` imports this module on hosts that have nothin
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -578,16 +579,41 @@ def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
     return lines
 
 
+def _platforms(runtime: Runtime, environments: Sequence[str] | None) -> str:
+    if environments is None:
+        declared = ", ".join(runtime.platforms + runtime.complete_platforms)
+        return declared or "(not declared: the build host's)"
+    if list(environments) == ["any"]:
+        return "any (every wheel is pure Python) (from the PEX's wheels)"
+    shown = ", ".join(environments) or "NONE: the compiled wheels share no platform"
+    return f"{shown} (from the PEX's wheels)"
+
+
+def _iso_date(epoch: int) -> str:
+    """ISO 8601 in UTC, with the epoch the manifest records, so both can be searched for."""
+    when = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{when} ({epoch})"
+
+
 def _scalar(value: object) -> str:
     return (
         canonical_json(value).decode("utf-8").rstrip("\n") if not isinstance(value, str) else value
     )
 
 
-def describe(manifest: Manifest, present: Mapping[str, int] | None = None) -> str:
+def describe(
+    manifest: Manifest,
+    present: Mapping[str, int] | None = None,
+    *,
+    environments: Sequence[str] | None = None,
+) -> str:
     """A summary for people (`modelseal inspect`, `model.pex info`). With `present` (path -> size
-    of the files actually found), files that are missing, differ in size or are extra are marked."""
+    of the files actually found), files that are missing, differ in size or are extra are marked.
+    `environments`: where the PEX's wheels let it run (`modelseal.verify.hostcheck.
+    environments_from_wheels`), shown instead of the declared platforms, which are empty for a
+    model built for the build host alone."""
     runtime = manifest.runtime
+    platforms = _platforms(runtime, environments)
     lines = [f"{manifest.name} {manifest.version}"]
     lines += _table(
         [
@@ -596,7 +622,7 @@ def describe(manifest: Manifest, present: Mapping[str, int] | None = None) -> st
             ("license", manifest.license or "(not declared)"),
             ("description", manifest.description or "(none)"),
             ("python", ", ".join(runtime.interpreter_constraints) or "(any)"),
-            ("platforms", ", ".join(runtime.platforms + runtime.complete_platforms) or "(any)"),
+            ("platforms", platforms),
             ("pex", runtime.pex),
         ]
     )
@@ -637,7 +663,7 @@ def describe(manifest: Manifest, present: Mapping[str, int] | None = None) -> st
         [
             ("commit", build.commit or "(unknown)"),
             ("work tree", f"dirty (sha256 {build.dirty_sha256})" if build.dirty else "clean"),
-            ("source date", str(build.source_date_epoch)),
+            ("source date", _iso_date(build.source_date_epoch)),
             ("lock sha256", build.lock_sha256),
             ("pants", build.pants_version),
             ("modelseal", build.modelseal_version),

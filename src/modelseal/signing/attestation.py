@@ -107,7 +107,7 @@ def open_statement(envelope_bytes: bytes, key: PublicKey, source: str) -> dict[s
             document: dict[str, object] = json.loads(payload)
             return document
     raise SigningError(
-        what=f"no signature by key {key.key_id[:8]} verifies",
+        what=f"no signature by key {key.key_id[:16]} verifies",
         where=source,
         remedy="check that you have the auditor's public key and an unmodified statement",
     )

@@ -370,9 +370,12 @@ def verify_bundle_signature(
             )
         if actual[path] != signed[path]:
             raise IntegrityError(
-                what=f"sha256 signed {signed[path]} found {actual[path]}",
+                what=f"sha256 differs from the one model.sig signs: expected {signed[path]}, "
+                f"found {actual[path]}",
                 where=path,
                 remedy=CHANGED_REMEDY,
+                expected=signed[path],
+                found=actual[path],
             )
     name = subject.get("name") if isinstance(subject, dict) else None
     return VerifiedSignature(str(name), signed, tuple(sorted(ignore)), public)

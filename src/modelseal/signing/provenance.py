@@ -459,6 +459,16 @@ def _verify_with_digests(
     verifylib.verify_all_item_rules(layout.inspect, combined)
 
 
+def in_toto_reason(error: BaseException, root: str) -> str:
+    """in-toto's message for `error` as one line for `modelseal: error: ...`: its first line
+    (the rest is a multi-line trace of every artifact queue), paths relative to the bundle (the
+    extracted copy of a tar lives in a temporary directory the user never sees), and no
+    trailing period (the error message adds its own)."""
+    text = str(error).replace(root.rstrip(os.sep) + os.sep, "").replace(root, ".")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    return first.rstrip(". ")
+
+
 @contextlib.contextmanager
 def _cwd(path: str) -> Iterator[None]:
     # in-toto runs the layout's inspection in the current directory: the bundle.
@@ -560,7 +570,7 @@ def verify_provenance(
         ) from None
     except Exception as e:  # in-toto signals every failed check by an exception.
         raise SigningError(
-            what=f"in-toto verification failed: {type(e).__name__}: {e}",
+            what=f"in-toto verification failed: {type(e).__name__}: {in_toto_reason(e, root)}",
             where=layout_path,
             remedy="the bundle, its links or its layout do not match: re-download the bundle, "
             "or check which keys the layout trusts",

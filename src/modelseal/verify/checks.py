@@ -56,6 +56,7 @@ from modelseal.format.safe_extract import (
 )
 from modelseal.format.tree import walk
 from modelseal.keys.core import PublicKey
+from modelseal.keys.ids import short_key_id
 from modelseal.verify.hostcheck import Host, check_constraints, check_wheels, read_pex_info
 from modelseal.verify.policy import PolicyFacts, evaluate
 from modelseal.verify.report import (
@@ -63,6 +64,7 @@ from modelseal.verify.report import (
     CheckResult,
     Progress,
     Report,
+    RuntimeMatch,
     TerminalProgress,
     VerifyOptions,
 )
@@ -91,6 +93,8 @@ class _State:
     sign_key: PublicKey | None = None
     steps: tuple[str, ...] = ()
     signers: tuple[str, ...] = ()
+    link_signers: tuple[tuple[str, str], ...] = ()  # (step, key id) of every link signature
+    expires: str | None = None
 
 
 def verify_1_archive(path: str, options: VerifyOptions, state: _State, scratch: list[str]) -> str:
@@ -212,7 +216,7 @@ def verify_2_signature(options: VerifyOptions, state: _State) -> str:
             )
     state.sign_key = verified.key
     count = len(verified.digests)
-    return f"model.sig by release key {verified.key.key_id[:16]} signs {count} files"
+    return f"model.sig by release key {short_key_id(verified.key.key_id)} signs {count} files"
 
 
 def verify_3_provenance(options: VerifyOptions, state: _State, now: dt.datetime) -> str:
@@ -226,14 +230,16 @@ def verify_3_provenance(options: VerifyOptions, state: _State, now: dt.datetime)
         with open(os.path.join(root, *LAYOUT_PATH.split("/")), "rb") as f:
             layout = load_json(f.read(METADATA_LIMIT + 1))
         steps = tuple(str(step["name"]) for step in layout["signed"]["steps"])  # type: ignore[index]
-        signers: set[str] = set()
+        state.expires = str(layout["signed"]["expires"])  # type: ignore[index]
+        signers: set[tuple[str, str]] = set()
         directory = os.path.join(root, PROVENANCE_DIR)
         for name in sorted(os.listdir(directory)):
             if name.endswith(".link"):
                 with open(os.path.join(directory, name), "rb") as f:
                     link = load_json(f.read(METADATA_LIMIT + 1))
                 for signature in link["signatures"]:  # type: ignore[index]
-                    signers.add(str(signature["keyid"]))
+                    step = str(link["signed"]["name"])  # type: ignore[index]
+                    signers.add((step, str(signature["keyid"])))
     except ModelsealError as e:
         raise ProvenanceCheckError.from_error(e) from None
     except Exception as e:  # in-toto and malformed metadata: many exception types, one meaning.
@@ -242,8 +248,12 @@ def verify_3_provenance(options: VerifyOptions, state: _State, now: dt.datetime)
             where=os.path.join(root, PROVENANCE_DIR),
             remedy="re-sign the bundle's provenance, or re-download the bundle",
         ) from None
-    state.steps, state.signers = steps, tuple(sorted(signers))
-    return f"layout and {len(state.signers)} link signer(s) verified; steps {', '.join(steps)}"
+    state.steps, state.link_signers = steps, tuple(sorted(signers))
+    state.signers = tuple(sorted({key for _, key in signers}))
+    return (
+        f"layout (expires {state.expires}) and {len(signers)} link signature(s) verified; "
+        f"steps {', '.join(steps)}"
+    )
 
 
 def _read_manifest(root: str) -> Manifest:
@@ -306,25 +316,46 @@ def _hash_all(
     return dict(zip(paths, digests))
 
 
-def verify_5_runtime(root: str, manifest: Manifest, options: VerifyOptions) -> str:
-    """This interpreter (or `--python`) fits the manifest's and the PEX's constraints and wheels."""
+def verify_5_runtime(root: str, manifest: Manifest, options: VerifyOptions) -> RuntimeMatch:
+    """This interpreter (or `--python`) fits the manifest's and the PEX's constraints and wheels;
+    what it matched, for the report (`runtime_line` is the check's one line, naming the host
+    once)."""
     host = options.host or (Host.of(options.python) if options.python else Host.current())
-    details = [
-        check_constraints(
-            manifest.runtime.interpreter_constraints,
-            host,
-            "manifest.json: runtime.interpreter_constraints",
-        )
-    ]
+    wanted = check_constraints(
+        manifest.runtime.interpreter_constraints,
+        host,
+        "manifest.json: runtime.interpreter_constraints",
+    )
     pex = os.path.join(root, *manifest.runtime.pex.split("/"))
     info = read_pex_info(pex, manifest.runtime.pex)
+    pex_wanted: str | None = None
     if info is None:
-        details.append("no PEX-INFO: wheel compatibility not decided")
+        wheels = "no PEX-INFO: wheel compatibility not decided"
     else:
         where = f"{manifest.runtime.pex}: PEX-INFO"
-        details.append(check_constraints(info.interpreter_constraints, host, where))
-        details.append(check_wheels(info.wheels, host, f"{manifest.runtime.pex}: .deps"))
-    return "; ".join(details)
+        pex_wanted = check_constraints(info.interpreter_constraints, host, where)
+        wheels = check_wheels(info.wheels, host, f"{manifest.runtime.pex}: .deps")
+    return RuntimeMatch(
+        python=options.python or sys.executable,
+        implementation=host.implementation,
+        version=".".join(map(str, host.version)),
+        system=host.system,
+        machine=host.machine,
+        glibc=".".join(map(str, host.glibc)) if host.glibc else None,
+        manifest_constraint=wanted,
+        pex_constraint=pex_wanted,
+        wheels=wheels,
+    )
+
+
+def runtime_line(match: RuntimeMatch) -> str:
+    """`CPython 3.11.9 on linux x86_64 satisfies CPython==3.11.* (manifest) and ... (PEX-INFO);
+    5 distributions have a wheel it loads`."""
+    host = f"{match.implementation} {match.version} on {match.system} {match.machine}"
+    met = [f"{match.manifest_constraint or 'no constraint'} (manifest)"]
+    if match.pex_constraint is not None:
+        met.append(f"{match.pex_constraint or 'no constraint'} (PEX-INFO)")
+    return f"{host} satisfies {' and '.join(met)}; {match.wheels}"
 
 
 def verify_6_trust(manifest: Manifest, options: VerifyOptions) -> str:
@@ -388,18 +419,38 @@ def _run_checks(path: str, options: VerifyOptions, report: Report, scratch: list
         ("signature", lambda: verify_2_signature(options, state)),
         ("provenance", lambda: verify_3_provenance(options, state, now)),
         ("integrity", lambda: verify_4_integrity(report, state)),
-        ("runtime", lambda: verify_5_runtime(state.root, _manifest(report), options)),
+        ("runtime", lambda: _runtime(report, options)),
         ("trust", lambda: verify_6_trust(_manifest(report), options)),
         ("policy", lambda: verify_7_policy(report, options, state, now)),
     ]
+    report.owner_key_id = options.owner.key_id
     for name, check in steps:
         try:
             detail = check()
         except VerificationError as e:
+            # Paths inside the private copy of a tar mean nothing to the user: bundle-relative.
+            if report.bundle_dir and e.where.startswith(report.bundle_dir + os.sep):
+                e.where = e.where[len(report.bundle_dir) + 1 :].replace(os.sep, "/")
+            _facts(report, state)
             report.checks.append(CheckResult(name, False, str(e)))
             report.failure = e
             return
         report.checks.append(CheckResult(name, True, detail))
+    _facts(report, state)
+
+
+def _facts(report: Report, state: _State) -> None:
+    """What the checks that passed established, for the report."""
+    report.release_key_id = state.sign_key.key_id if state.sign_key is not None else None
+    report.layout_expires, report.layout_steps = state.expires, state.steps
+    report.link_signers = state.link_signers
+    if report.manifest is not None and MANIFEST_PATH in state.hashed:
+        report.manifest_sha256 = state.hashed[MANIFEST_PATH][0]
+
+
+def _runtime(report: Report, options: VerifyOptions) -> str:
+    report.runtime = verify_5_runtime(report.bundle_dir, _manifest(report), options)
+    return runtime_line(report.runtime)
 
 
 def _manifest(report: Report) -> Manifest:

@@ -25,6 +25,7 @@ import sys
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from modelseal.errors import RuntimeCheckError
 
@@ -33,11 +34,12 @@ __all__ = [
     "PexInfo",
     "check_constraints",
     "check_wheels",
+    "environments_from_wheels",
     "matches_constraint",
     "read_pex_info",
 ]
 
-MAX_PEX_INFO_SIZE = 16 * 1024 * 1024
+MAX_PEX_INFO_SIZE = 4 * 1024 * 1024  # parsed whole: kept small so memory stays bounded
 REBUILD = (
     "rebuild the model for this interpreter (interpreter_constraints of the model_artifact), "
     "or install on a host with a matching Python"
@@ -186,13 +188,14 @@ def matches_constraint(constraint: str, host: Host) -> bool:
 
 def check_constraints(constraints: Sequence[str], host: Host, where: str) -> str:
     """RuntimeCheckError unless `host` satisfies at least one of `constraints` (an empty list
-    constrains nothing); a one-line description of what was decided."""
+    constrains nothing); the constraint it satisfies ("" for an empty list). The caller names the
+    host once, not once per decision."""
     if not constraints:
-        return "no interpreter constraints"
+        return ""
     for constraint in constraints:
         try:
             if matches_constraint(constraint, host):
-                return f"{host.describe()} satisfies {constraint}"
+                return constraint
         except ValueError as e:
             raise RuntimeCheckError(
                 what=f"an interpreter constraint modelseal cannot decide ({e})",
@@ -219,7 +222,7 @@ class PexInfo:
     wheels: tuple[str, ...]
 
 
-def read_pex_info(pex_path: str, where: str) -> PexInfo | None:
+def read_pex_info(pex_path: str | IO[bytes], where: str) -> PexInfo | None:
     """The PEX's `PEX-INFO` and the wheel names under `.deps/`, read from the zip without
     extracting it; None when the zip has no PEX-INFO. RuntimeCheckError when `pex_path` is not a
     zip (it could not run) or PEX-INFO is not the JSON object a PEX holds."""
@@ -267,6 +270,35 @@ def read_pex_info(pex_path: str, where: str) -> PexInfo | None:
         }
     )
     return PexInfo(tuple(constraints), tuple(wheels))
+
+
+def environments_from_wheels(wheels: Sequence[str]) -> list[str]:
+    """The environments a PEX's wheels let it run in, as `python-abi-platform` tags every
+    compiled distribution has a wheel for; ["any"] when every wheel is pure Python (the
+    interpreter constraints then decide alone), [] when the compiled wheels share no tag.
+    `modelseal inspect` shows this instead of the manifest's declared platforms, which are empty
+    for a model that does not cross-build. Tags are expanded (`cp311.cp312-...` and
+    `manylinux_2_17_x86_64.manylinux2014_x86_64` are sets) but not ordered by compatibility: a
+    host that loads a newer manylinux may still count. One function, so that a finer model of
+    environments from wheels can replace it."""
+    compiled: dict[str, set[str]] = {}
+    for name in wheels:
+        wheel = _parse_wheel(name)
+        if wheel is None:
+            continue
+        if wheel.platform == ("any",) and set(wheel.abi) <= {"none"}:
+            continue
+        tags = {
+            f"{py}-{abi}-{plat}"
+            for py in wheel.python
+            for abi in wheel.abi
+            for plat in wheel.platform
+        }
+        compiled.setdefault(wheel.project, set()).update(tags)
+    if not compiled:
+        return ["any"]
+    common = set.intersection(*compiled.values())
+    return sorted(common)
 
 
 @dataclass(frozen=True)
@@ -423,7 +455,7 @@ def check_wheels(wheels: Sequence[str], host: Host, where: str) -> str:
             expected=", ".join(w.filename for w in by_project[project]),
             found=host.describe(),
         )
-    detail = f"{len(by_project)} distributions have a wheel for {host.describe()}"
+    detail = f"{len(by_project)} distributions have a wheel it loads"
     if undecided or unreadable:
         detail += f" ({undecided + unreadable} not decidable here)"
     return detail

@@ -210,7 +210,7 @@ def _signers(
                 what="signed by a key the policy does not allow",
                 where=f"{where}: allowed_signer_key_ids",
                 remedy="re-sign with an allowed key, or add this key id after review",
-                expected="one of " + ", ".join(k[:16] for k in allowed),
+                expected="one of " + ", ".join(sorted(allowed)),  # in full: the report keeps it
                 found=key_id,
             )
     held.append(f"{len(signers)} signer keys allowed")
