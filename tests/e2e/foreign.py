@@ -98,6 +98,9 @@ find_links = ["file://{wheels}"]
 LAUNCHER = """\
 #!/usr/bin/env bash
 # This repository's Pants launcher: Pants 2.17.1 from an existing virtualenv.
+# Pants' sandboxes create files under the caller's umask and a PEX records each file's mode, so a
+# launcher fixes the umask for byte-reproducible PEXes (docs/adopting.md).
+umask 022
 exec {python} -m pants "$@"
 """
 
