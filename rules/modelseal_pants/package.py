@@ -40,7 +40,12 @@ from pants.util.logging import LogLevel
 
 from modelseal_pants import artifact, package_steps
 from modelseal_pants.artifact import CheckedModelArtifact, ModelArtifactFieldSet
-from modelseal_pants.build_info import BuildInfo, BuildInfoRequest
+from modelseal_pants.build_info import (
+    BuildInfo,
+    BuildInfoRequest,
+    WorktreeChecked,
+    WorktreeCheckRequest,
+)
 from modelseal_pants.package_steps import (
     ArchiveRequest,
     BundleArchive,
@@ -82,6 +87,10 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
         Get(RuntimeSources, RuntimeSourcesRequest()),
         Get(BuildInfo, BuildInfoRequest()),
         Get(SigningKeys, SigningKeysRequest()),
+    )
+    await Get(
+        WorktreeChecked,
+        WorktreeCheckRequest(info.dirty, info.dirty_sha256, keys.development),
     )
     pex = await Get(ModelPex, ModelPexRequest(fs, checked.roots, runtime.digest))
     weight_entries, pex_entries = await MultiGet(

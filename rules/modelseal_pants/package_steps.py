@@ -149,6 +149,8 @@ def manifest_spec(
             "source_date_epoch": info.source_date_epoch,
             "lock_sha256": checked.lock.file_digest.fingerprint,
             "pants_version": PANTS_VERSION,
+            "dirty": info.dirty,
+            "dirty_sha256": info.dirty_sha256,
         },
     }
 

@@ -216,6 +216,15 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("keygen", "generate a signing key", "signing:keygen", "signing:keygen_arguments"),
     Command(
+        "runtime-sources",
+        "(internal) copy the embedded runtime's sources",
+        "runtime:runtime_sources",
+        "runtime:runtime_sources_arguments",
+        "Copy modelseal.embedded.runtime, modelseal.embedded.training and the modules they import "
+        "into DIR/modelseal/: the plugin adds them to every model.pex when modelseal is "
+        "installed from its wheel rather than built from sources in the repository.",
+    ),
+    Command(
         "keys", "export public keys, revoke keys", "signing:keys", "signing:keys_arguments"
     ),
     Command(
