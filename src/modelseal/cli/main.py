@@ -225,6 +225,15 @@ COMMANDS: tuple[Command, ...] = (
         "installed from its wheel rather than built from sources in the repository.",
     ),
     Command(
+        "guard-pex",
+        "(internal) make model.pex refuse, in one line, an interpreter it was not built for",
+        "runtime:guard_pex",
+        "runtime:guard_pex_arguments",
+        "Rewrite a model.pex so that it runs only on the Python versions given with --python: "
+        "started by another interpreter, it prints one line naming the ones it needs and exits "
+        "8, instead of re-executing under another Python from PATH (docs/formats.md).",
+    ),
+    Command(
         "keys", "export public keys, revoke keys", "signing:keys", "signing:keys_arguments"
     ),
     Command(

@@ -18,3 +18,23 @@ def runtime_sources(args: argparse.Namespace) -> int:
     for path in copy_runtime_sources(args.out):
         print(path)
     return EXIT_OK
+
+
+def guard_pex_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pex", metavar="PEX", help="the model.pex to rewrite in place")
+    parser.add_argument(
+        "--python", action="append", required=True, metavar="MAJOR.MINOR",
+        help="a Python version the PEX runs on (repeat for each): what its interpreter "
+        "constraints allow",
+    )
+    parser.add_argument(
+        "--constraint", action="append", default=[], metavar="CONSTRAINT",
+        help="an interpreter constraint as the manifest records it, for the error message",
+    )
+
+
+def guard_pex(args: argparse.Namespace) -> int:
+    from modelseal.format.pexguard import guard_pex as guard
+
+    guard(args.pex, args.python, args.constraint)
+    return EXIT_OK
