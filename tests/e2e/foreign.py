@@ -88,6 +88,9 @@ ml = "3rdparty/ml-lock.txt"
 [python-bootstrap]
 search_path = ["<PATH>", "<PYENV>"]
 
+[python-infer]
+use_rust_parser = true
+
 [python-repos]
 # Where the modelseal-pants and modelseal wheels are, until they are on the package index.
 find_links = ["file://{wheels}"]
