@@ -162,7 +162,7 @@ def check_reference_tools(tar_path: Path, keyring: Path, unpacked: Path) -> None
     signed = subprocess.run(
         [str(tools / "model_signing"), "verify", "key", str(unpacked_bundle),
          "--signature", str(unpacked_bundle / "model.sig"),
-         "--public_key", str(keyring / "sign.pub")],
+         "--public_key", str(keyring / "release.pub")],
         capture_output=True, text=True,
     )
     assert signed.returncode == 0, signed.stdout + signed.stderr
@@ -192,7 +192,7 @@ def check_wheel_installs(
         )
         checked = subprocess.run(
             [str(venv / "bin" / "modelseal"), "verify", str(tar_path),
-             "--trust", str(keyring / "owner.pub"), "--release-key", str(keyring / "sign.pub"),
+             "--trust", str(keyring / "owner.pub"), "--release-key", str(keyring / "release.pub"),
              "--allow-development"],
             capture_output=True, text=True,
         )
