@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import modelseal.cli.audit
     import modelseal.cli.build
     import modelseal.cli.inspect
+    import modelseal.cli.runtime
     import modelseal.cli.signing
     import modelseal.cli.verify  # noqa: F401
 
