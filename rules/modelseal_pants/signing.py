@@ -176,77 +176,59 @@ async def write_layout(request: LayoutRequest, subsystem: ModelsealSubsystem) ->
     return Layout(layout.output_digest)
 
 
-async def _record_link(
-    step: SigningStepRequest, command: RecordLink, materials: Digest
-) -> Digest:
-    """Runs `modelseal link` on the bundle, its known digests and the step's materials: the
-    link goes to provenance/."""
-    bundle = step.bundle
+@dataclass(frozen=True)
+class LinkRequest:
+    step: SigningStepRequest
+    name: str  # the layout's step: "train" or "package"
+
+
+@dataclass(frozen=True)
+class Link:
+    """`provenance/<step>.<keyid8>.link`. train: imported as it is, or recorded for an in-build
+    training (nothing without either); package: what model.pex, the manifest and weights/ came
+    from."""
+
+    digest: Digest
+
+
+@rule(desc="Recording a link", level=LogLevel.DEBUG)
+async def record_link(request: LinkRequest) -> Link:
+    """Runs `modelseal link` for the step on the bundle, its known digests and the step's
+    materials: the link goes to provenance/."""
+    bundle, keys = request.step.bundle, request.step.keys
+    if request.name == "train":
+        if bundle.imported_train_link is not None:
+            return Link(bundle.imported_train_link)
+        if bundle.train_inputs is None:
+            return Link(EMPTY_DIGEST)
+        materials = bundle.train_inputs
+        command = RecordLink(
+            step="train", key=keys["train"], out="provenance",
+            environment="environment.json", known_digests=KNOWN_DIGESTS_PATH,
+            materials=bundle.train_materials,
+            products=("metrics.json", *bundle.train_products),
+        )
+    else:
+        materials = bundle.package_materials
+        command = RecordLink(
+            step="package", key=keys["package"], out="provenance",
+            known_digests=KNOWN_DIGESTS_PATH,
+            materials=("weights", *bundle.package_material_paths),
+            products=("manifest.json", "model.pex", "weights"),
+        )
     inputs = await Get(
         Digest,
-        MergeDigests([materials, bundle.bundle, bundle.known_digests, step.publics.digest]),
+        MergeDigests([materials, bundle.bundle, bundle.known_digests, request.step.publics.digest]),
     )
     result = await Get(
         ProcessResult,
         key_invocation(
-            step.keys, command, inputs,
+            keys, command, inputs,
             f"Recording the {command.step} link for {bundle.address}",
             output_directories=("provenance",),
         ),
     )
-    return result.output_digest
-
-
-@dataclass(frozen=True)
-class TrainLinkRequest:
-    step: SigningStepRequest
-
-
-@dataclass(frozen=True)
-class TrainLink:
-    """`provenance/train.<keyid8>.link`: imported as it is, or recorded for an in-build training."""
-
-    digest: Digest
-
-
-@rule(desc="Recording the train link", level=LogLevel.DEBUG)
-async def record_train_link(request: TrainLinkRequest) -> TrainLink:
-    bundle, keys = request.step.bundle, request.step.keys
-    if bundle.imported_train_link is not None:
-        return TrainLink(bundle.imported_train_link)
-    if bundle.train_inputs is None:
-        return TrainLink(EMPTY_DIGEST)
-    command = RecordLink(
-        step="train", key=keys["train"], out="provenance",
-        environment="environment.json", known_digests=KNOWN_DIGESTS_PATH,
-        materials=bundle.train_materials,
-        products=("metrics.json", *bundle.train_products),
-    )
-    return TrainLink(await _record_link(request.step, command, bundle.train_inputs))
-
-
-@dataclass(frozen=True)
-class PackageLinkRequest:
-    step: SigningStepRequest
-
-
-@dataclass(frozen=True)
-class PackageLink:
-    """`provenance/package.<keyid8>.link`: what model.pex, the manifest and weights/ came from."""
-
-    digest: Digest
-
-
-@rule(desc="Recording the package link", level=LogLevel.DEBUG)
-async def record_package_link(request: PackageLinkRequest) -> PackageLink:
-    bundle, keys = request.step.bundle, request.step.keys
-    command = RecordLink(
-        step="package", key=keys["package"], out="provenance",
-        known_digests=KNOWN_DIGESTS_PATH,
-        materials=("weights", *bundle.package_material_paths),
-        products=("manifest.json", "model.pex", "weights"),
-    )
-    return PackageLink(await _record_link(request.step, command, bundle.package_materials))
+    return Link(result.output_digest)
 
 
 @dataclass(frozen=True)
@@ -331,7 +313,7 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
     step = SigningStepRequest(request, keys, publics)
     layout = await Get(Layout, LayoutRequest(step, expires))
     train, package = await MultiGet(
-        Get(TrainLink, TrainLinkRequest(step)), Get(PackageLink, PackageLinkRequest(step))
+        Get(Link, LinkRequest(step, "train")), Get(Link, LinkRequest(step, "package"))
     )
     provenance = await Get(
         Digest, MergeDigests([layout.digest, train.digest, package.digest])

@@ -8,8 +8,9 @@ import pytest
 from core.bundles import write_bundle
 from modelseal.errors import IntegrityError, SpecError
 from modelseal.format.archive import write_tar
-from modelseal.format.bundle import read_bundle, verify_files
-from modelseal.format.manifest import Manifest
+from modelseal.format.bundle import read_bundle
+from modelseal.format.digests import check_tree
+from modelseal.format.manifest import Manifest, is_reserved
 from modelseal.format.tree import Entry
 
 FILES = {
@@ -67,7 +68,10 @@ def test_invalid_manifest_in_tar_names_the_member(tmp_path: Path, bundle: Path) 
 
 
 def _verify(root: Path) -> None:
-    verify_files(root, Manifest.from_bytes((root / "manifest.json").read_bytes()))
+    """What verify's integrity check runs: the manifest's files, the reserved paths besides."""
+    manifest = Manifest.from_bytes((root / "manifest.json").read_bytes())
+    expected = {entry.path: (entry.sha256, entry.size) for entry in manifest.files}
+    check_tree(root, expected, unlisted_ok=is_reserved)
 
 
 def test_verify_accepts_the_bundle_and_reserved_paths(bundle: Path) -> None:

@@ -9,7 +9,6 @@ leak and not a coincidence of digits.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from core.signing_fixtures import Keys, flip_byte, make_bundle, make_keys
 from modelseal.cli.main import main
 from modelseal.errors import KeyError_, SigningError
 from modelseal.keys.core import PublicKey, Signer, key_id_of
-from modelseal.keys.pkcs11 import FUNCTION_ORDER, MODULE_ENV, parse_reference
+from modelseal.keys.pkcs11 import MODULE_ENV, parse_reference
 from modelseal.keys.reference import load_signer
 from modelseal.signing.modelsig import verify_bundle_signature
 from modelseal.signing.provenance import LAYOUT_PATH, verify_provenance
@@ -162,19 +161,6 @@ def test_module_not_found(tmp_path: Path) -> None:
 
 
 # -- the token --------------------------------------------------------------------------------
-
-
-def test_function_table_matches_exported_symbols(token: Token) -> None:
-    """FUNCTION_ORDER must be the specification's; SoftHSM2 also exports each function by name,
-    so each slot of its table must hold the address of the symbol with that name."""
-    library = ctypes.CDLL(token.module)
-    table = ctypes.POINTER(ctypes.c_void_p)()
-    library.C_GetFunctionList.argtypes = (ctypes.POINTER(ctypes.POINTER(ctypes.c_void_p)),)
-    assert library.C_GetFunctionList(ctypes.byref(table)) == 0
-    # The 2-byte CK_VERSION is padded to one pointer, so function i is at pointer index i + 1.
-    for index, name in enumerate(FUNCTION_ORDER, start=1):
-        exported = ctypes.cast(getattr(library, name), ctypes.c_void_p).value
-        assert table[index] == exported, name
 
 
 @pytest.mark.parametrize(("label", "scheme"), [("release", "nistp256"), ("owner", "nistp384")])

@@ -19,7 +19,7 @@ from modelseal.cli.main import main
 from modelseal.errors import IntegrityError, KeyError_, ModelsealError, SigningError
 from modelseal.keys.core import KEY_TYPES, PublicKey, generate_private_key, write_key_pair
 from modelseal.keys.reference import load_signer
-from modelseal.signing.modelsig import sign_bundle, verify_bundle_signature
+from modelseal.signing.modelsig import verify_bundle_signature
 from modelseal.signing.provenance import (
     LAYOUT_PATH,
     create_layout,
@@ -28,6 +28,7 @@ from modelseal.signing.provenance import (
     rotate_layout,
     verify_provenance,
 )
+from modelseal.signing.release import sign_release
 
 PASSPHRASE = b"correct horse battery staple 7f3a"
 
@@ -142,8 +143,8 @@ def test_model_sig_needs_an_ec_key(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "f").write_bytes(b"x")
     with pytest.raises(KeyError_, match="ECDSA"):
-        sign_bundle(str(tmp_path / "b"), load_signer(f"file:{out}"))
-    assert not (tmp_path / "b" / "model.sig").exists()
+        sign_release(str(tmp_path / "b"), load_signer(f"file:{out}"))
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["f"]  # nothing written
 
 
 def test_model_signing_cli_accepts_and_rejects(tmp_path: Path, keys: Keys) -> None:

@@ -29,7 +29,7 @@ from modelseal.cli import main as cli_main
 from modelseal.errors import EXIT_ARCHIVE, EXIT_SIGNATURE, EXIT_SPEC
 from modelseal.keys.core import PublicKey
 from modelseal.keys.reference import load_signer
-from modelseal.signing.modelsig import sign_bundle
+from modelseal.signing.release import sign_release
 from modelseal.verify.checks import VerifyOptions, verified_bundle
 
 MAX_SECONDS = 10.0
@@ -181,7 +181,7 @@ def test_model_sig_by_a_key_the_layout_does_not_name(
 ) -> None:
     bundle = make_signed_bundle(str(tmp_path / "b"), keys)
     foreign = load_signer("file:" + write_ec_key(str(tmp_path / "foreign.pem")))
-    sign_bundle(bundle, foreign)  # Re-sign every file, valid in itself.
+    sign_release(bundle, foreign)  # Re-sign every file, valid in itself.
     foreign_pub = tmp_path / "foreign.pub"
     foreign_pub.write_bytes(foreign.public_key_pem)
     extra = ["--release-key", str(foreign_pub)] if pin else []
@@ -440,11 +440,21 @@ def test_mutated_tars_list_as_gnu_tar_lists_them_or_are_refused(
 # -- the clock and the keys verification is given ---------------------------------------------
 
 
-def test_the_verify_clock_reaches_the_layout_expiry(tmp_path: Path, keys: Keys) -> None:
-    """`VerifyOptions.now` is the clock of every time check, the layout's expiry included."""
-    bundle = make_signed_bundle(str(tmp_path / "b"), keys)  # The layout expires in 2099.
+@pytest.mark.parametrize(
+    ("expires", "before", "after"),
+    [(2099, 2030, 2100), (2020, 2019, 2021)],
+    ids=["in-the-future", "expired-by-the-wall-clock"],
+)
+def test_the_verify_clock_reaches_the_layout_expiry(
+    tmp_path: Path, keys: Keys, expires: int, before: int, after: int
+) -> None:
+    """`VerifyOptions.now` is the clock of every time check, the layout's expiry included: a
+    layout that expired by the wall clock still verifies at a `now` before its expiry, so no
+    check (in-toto's own included) reads another clock."""
+    at = dt.datetime(expires, 1, 1, tzinfo=dt.timezone.utc)
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys, expires=at)
     owner = PublicKey.from_pem(keys.signers["owner"].public_key_pem)
-    for year, expired in ((2030, False), (2100, True)):
+    for year, expired in ((before, False), (after, True)):
         options = VerifyOptions(owner=owner, now=dt.datetime(year, 1, 1, tzinfo=dt.timezone.utc))
         with verified_bundle(bundle, options) as report:
             provenance = [c for c in report.checks if c.name == "provenance"]

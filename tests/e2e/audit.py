@@ -48,29 +48,36 @@ def predict(model, inputs):
     return {"version": str(model)}
 '''
 
-NONDET_BUILD = '''\
+def _trained_build(name: str, output: str, data: str = "", description: str = "") -> str:
+    """The BUILD file of a model trained in the build from `examples/<name>/train.py`."""
+    data_line = f'    data=["{data}"],\n' if data else ""
+    description_line = f'    description="{description}",\n' if description else ""
+    return f'''\
 python_sources(name="lib")
 
 model_training(
     name="train",
-    entry_point="nondet.train:train",
-    dependencies=[":lib"],
+    entry_point="{name}.train:train",
+{data_line}    dependencies=[":lib"],
     seed=0,
-    outputs=["noise.bin"],
+    outputs=["{output}"],
 )
 
 model_artifact(
     name="model",
-    model_name="nondet",
+    model_name="{name}",
     version="0.1.0",
-    license="MIT",
-    entry_point="nondet.handler",
-    dependencies=["examples/nondet/handler.py:lib"],
+{description_line}    license="MIT",
+    entry_point="{name}.handler",
+    dependencies=["examples/{name}/handler.py:lib"],
     training=":train",
-    metrics={},
+    metrics={{}},
     interpreter_constraints=["CPython==3.11.*"],
 )
 '''
+
+
+NONDET_BUILD = _trained_build("nondet", "noise.bin")
 
 NONDET_TRAIN = '''\
 import os
@@ -93,31 +100,12 @@ def predict(model, inputs):
 '''
 
 
-TRAINED_BUILD = '''\
-python_sources(name="lib")
-
-model_training(
-    name="train",
-    entry_point="trained.train:train",
-    data=["data.csv"],
-    dependencies=[":lib"],
-    seed=0,
-    outputs=["weights.json"],
-)
-
-model_artifact(
-    name="model",
-    model_name="trained",
-    version="0.1.0",
+TRAINED_BUILD = _trained_build(
+    "trained",
+    "weights.json",
+    data="data.csv",
     description="The mean of a column, trained in the build with the standard library only.",
-    license="MIT",
-    entry_point="trained.handler",
-    dependencies=["examples/trained/handler.py:lib"],
-    training=":train",
-    metrics={},
-    interpreter_constraints=["CPython==3.11.*"],
 )
-'''
 
 TRAINED_TRAIN = '''\
 import json

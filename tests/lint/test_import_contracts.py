@@ -16,6 +16,7 @@ import pytest
 
 # Each distribution the tool's lock pins, and the top-level modules it installs.
 IMPORT_NAMES = {
+    "asn1crypto": ("asn1crypto",),
     "attrs": ("attr", "attrs"),
     "cffi": ("cffi", "_cffi_backend"),
     "cryptography": ("cryptography",),

@@ -128,7 +128,6 @@ class Build:
     env: Mapping[str, str]
     log: str
     umask: int = 0o022
-    extra_options: tuple[str, ...] = ()
 
 
 def run_package(build: Build, label: str) -> None:
@@ -141,7 +140,7 @@ def run_package(build: Build, label: str) -> None:
             where=build.checkout,
             remedy="rebuild a commit of a modelseal workspace (one with ./pants at its root)",
         )
-    argv = [launcher, *AUDIT_OPTIONS, *build.extra_options, "package", *build.targets]
+    argv = [launcher, *AUDIT_OPTIONS, "package", *build.targets]
     print(f"[{label}] ./pants package {' '.join(build.targets)}  (log: {build.log})",
           file=sys.stderr, flush=True)
     with open(build.log, "w", encoding="utf-8") as log:

@@ -12,6 +12,11 @@ from collections.abc import Mapping
 from modelseal.errors import IntegrityError, SpecError
 from modelseal.format.digests import sha256_files
 
+# How a `--key` option's help names a reference. Not keys.core.REFERENCE_HELP: importing that
+# module loads `cryptography`, which `--help` must not wait for.
+REFERENCE = (
+    "a key reference: file:PATH[?passphrase-file=PATH], pkcs11:... or env:NAME (docs/signing.md)"
+)
 KNOWN_DIGESTS_HELP = (
     "a JSON file {path: {sha256, size}} of files whose digests the caller already holds for "
     "exactly these bytes (the Pants rules pass Pants' own digests of what they materialized): "

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import modelseal.cli.audit
     import modelseal.cli.build
     import modelseal.cli.inspect
+    import modelseal.cli.record
     import modelseal.cli.runtime
     import modelseal.cli.signing
     import modelseal.cli.verify  # noqa: F401
@@ -206,8 +207,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "record",
         "record a signed in-toto link for a step run outside the build",
-        "signing:record",
-        "signing:record_arguments",
+        "record:record",
+        "record:record_arguments",
     ),
     Command(
         "layout",

@@ -85,20 +85,13 @@ def verify_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help='accept "trust": "development" bundles (testing only)',
     )
-    parser.add_argument(
-        "--max-member-size",
-        type=int,
-        default=DEFAULT_LIMITS.max_member_size,
-        metavar="BYTES",
-        help=f"largest file accepted in a tar (default {DEFAULT_LIMITS.max_member_size})",
-    )
-    parser.add_argument(
-        "--max-total-size",
-        type=int,
-        default=DEFAULT_LIMITS.max_total_size,
-        metavar="BYTES",
-        help=f"largest bundle accepted (default {DEFAULT_LIMITS.max_total_size})",
-    )
+    for option, limit, what in (
+        ("--max-member-size", DEFAULT_LIMITS.max_member_size, "largest file accepted in a tar"),
+        ("--max-total-size", DEFAULT_LIMITS.max_total_size, "largest bundle accepted"),
+    ):
+        parser.add_argument(
+            option, type=int, default=limit, metavar="BYTES", help=f"{what} (default {limit})"
+        )
 
 
     parser.add_argument(

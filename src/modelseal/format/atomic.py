@@ -21,8 +21,10 @@ OUTPUT_MODE = 0o644
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """A binary file that replaces `path` when the block exits normally, and vanishes otherwise."""
+def atomic_output(path: str | os.PathLike[str], mode: int = OUTPUT_MODE) -> Iterator[BinaryIO]:
+    """A binary file that replaces `path` when the block exits normally, and vanishes otherwise.
+    It gets `mode` only once complete: until then it is 0600 (mkstemp's), so a private key
+    written with `mode=0o600` is never readable by others, not even briefly."""
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
     fd, temporary = tempfile.mkstemp(
@@ -33,7 +35,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(temporary, OUTPUT_MODE)
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         try:
@@ -43,6 +45,6 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         raise
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_output(path) as f:
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = OUTPUT_MODE) -> None:
+    with atomic_output(path, mode) as f:
         f.write(data)

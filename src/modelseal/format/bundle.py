@@ -12,16 +12,15 @@ import os
 
 from modelseal.errors import IntegrityError, SpecError
 from modelseal.format.archive import read_tar_members
-from modelseal.format.digests import check_tree
-from modelseal.format.manifest import MANIFEST_PATH, Manifest, is_reserved
+from modelseal.format.manifest import MANIFEST_PATH, Manifest
 from modelseal.format.tree import Entry, walk
 
-__all__ = ["read_bundle", "verify_files"]
+__all__ = ["read_bundle"]
 
 
 def read_bundle(path: str | os.PathLike[str]) -> tuple[Manifest, list[Entry]]:
     """The manifest of the bundle directory or tar at `path`, and every regular file present in
-    it (sorted by path). Nothing is hashed: that is `verify_files`' job."""
+    it (sorted by path). Nothing is hashed: that is `modelseal.format.digests.check_tree`'s job."""
     location = os.fspath(path)
     if os.path.isdir(location):
         manifest_path = os.path.join(location, MANIFEST_PATH)
@@ -55,10 +54,3 @@ def read_bundle(path: str | os.PathLike[str]) -> tuple[Manifest, list[Entry]]:
         where=location,
         remedy="pass the directory or .tar that `pants package` wrote",
     )
-
-
-def verify_files(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> None:
-    """Check that `bundle_dir` holds exactly the manifest's files with their sizes and sha256,
-    besides the reserved paths; IntegrityError naming the first file that does not match."""
-    expected = {entry.path: (entry.sha256, entry.size) for entry in manifest.files}
-    check_tree(bundle_dir, expected, unlisted_ok=is_reserved)

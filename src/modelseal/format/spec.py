@@ -15,31 +15,9 @@ from dataclasses import dataclass
 
 from modelseal import __version__
 from modelseal.errors import SpecError
+from modelseal.format import fields
 from modelseal.format.canonical import load_json
-from modelseal.format.manifest import (
-    SCHEMA,
-    Build,
-    FileEntry,
-    HyperValue,
-    Invalid,
-    Lineage,
-    Manifest,
-    Number,
-    Runtime,
-    check_pex_listed,
-    read_build,
-    read_datasets,
-    read_entry_point,
-    read_files,
-    read_hyperparameters,
-    read_metrics,
-    read_name,
-    read_object,
-    read_runtime,
-    read_str,
-    read_training,
-    read_trust,
-)
+from modelseal.format.manifest import MANIFEST_FIELDS, SCHEMA, Manifest
 
 __all__ = ["SPEC_SCHEMA", "BundleSpec"]
 
@@ -50,16 +28,10 @@ SPEC_REMEDY = (
     "fix the target field it names"
 )
 
+# The manifest's fields but the ones the tool adds (schema) or makes (lineage, from datasets,
+# hyperparameters and training), in the manifest's order.
 SPEC_FIELDS = (
-    "name",
-    "version",
-    "entry_point",
-    "trust",
-    "runtime",
-    "files",
-    "metrics",
-    "license",
-    "description",
+    *(name for name in MANIFEST_FIELDS if name not in ("schema", "lineage", "build")),
     "datasets",
     "hyperparameters",
     "training",
@@ -76,15 +48,15 @@ class BundleSpec:
     version: str
     entry_point: str
     trust: str
-    runtime: Runtime
-    files: tuple[FileEntry, ...]
-    metrics: dict[str, Number]
+    runtime: fields.Runtime
+    files: tuple[fields.FileEntry, ...]
+    metrics: dict[str, fields.Number]
     license: str
     description: str
     datasets: dict[str, str]
-    hyperparameters: dict[str, HyperValue]
+    hyperparameters: dict[str, fields.HyperValue]
     training: dict[str, str] | None
-    build: Build
+    build: fields.Build
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str) -> BundleSpec:
@@ -95,33 +67,33 @@ class BundleSpec:
             raise SpecError(what=f"not valid JSON: {e}", where=source, remedy=SPEC_REMEDY) from None
         try:
             return cls._read(value)
-        except Invalid as e:
+        except fields.Invalid as e:
             raise e.to_spec_error(source, SPEC_REMEDY) from None
 
     @classmethod
     def _read(cls, value: object) -> BundleSpec:
-        obj = read_object(value, "", SPEC_FIELDS, optional=("schema",))
+        obj = fields.read_object(value, "", SPEC_FIELDS, optional=("schema",))
         # Optional so that the first rules need not write it; a later version must be refused.
-        schema = read_str(obj.get("schema", SPEC_SCHEMA), "schema")
+        schema = fields.read_str(obj.get("schema", SPEC_SCHEMA), "schema")
         if schema != SPEC_SCHEMA:
-            raise Invalid("schema", f"expected {SPEC_SCHEMA!r}, found {schema!r}")
-        runtime = read_runtime(obj["runtime"], "runtime")
-        files = read_files(obj["files"], "files")
-        check_pex_listed(runtime, files, "runtime")
+            raise fields.Invalid("schema", f"expected {SPEC_SCHEMA!r}, found {schema!r}")
+        runtime = fields.read_runtime(obj["runtime"], "runtime")
+        files = fields.read_files(obj["files"], "files")
+        fields.check_pex_listed(runtime, files, "runtime")
         return cls(
-            name=read_name(obj["name"], "name"),
-            version=read_name(obj["version"], "version"),
-            entry_point=read_entry_point(obj["entry_point"], "entry_point"),
-            trust=read_trust(obj["trust"], "trust"),
+            name=fields.read_name(obj["name"], "name"),
+            version=fields.read_name(obj["version"], "version"),
+            entry_point=fields.read_entry_point(obj["entry_point"], "entry_point"),
+            trust=fields.read_trust(obj["trust"], "trust"),
             runtime=runtime,
             files=files,
-            metrics=read_metrics(obj["metrics"], "metrics"),
-            license=read_str(obj["license"], "license"),
-            description=read_str(obj["description"], "description"),
-            datasets=read_datasets(obj["datasets"], "datasets"),
-            hyperparameters=read_hyperparameters(obj["hyperparameters"], "hyperparameters"),
-            training=read_training(obj["training"], "training"),
-            build=read_build(obj["build"], "build", with_version=False),
+            metrics=fields.read_metrics(obj["metrics"], "metrics"),
+            license=fields.read_str(obj["license"], "license"),
+            description=fields.read_str(obj["description"], "description"),
+            datasets=fields.read_datasets(obj["datasets"], "datasets"),
+            hyperparameters=fields.read_hyperparameters(obj["hyperparameters"], "hyperparameters"),
+            training=fields.read_training(obj["training"], "training"),
+            build=fields.read_build(obj["build"], "build", with_version=False),
         )
 
     def to_manifest(self) -> Manifest:
@@ -134,7 +106,7 @@ class BundleSpec:
             trust=self.trust,
             runtime=self.runtime,
             files=self.files,
-            lineage=Lineage(
+            lineage=fields.Lineage(
                 datasets=dict(self.datasets),
                 hyperparameters=dict(self.hyperparameters),
                 training=None if self.training is None else dict(self.training),
@@ -142,7 +114,7 @@ class BundleSpec:
             metrics=dict(self.metrics),
             license=self.license,
             description=self.description,
-            build=Build(
+            build=fields.Build(
                 commit=build.commit,
                 source_date_epoch=build.source_date_epoch,
                 lock_sha256=build.lock_sha256,

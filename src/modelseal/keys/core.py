@@ -27,7 +27,6 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
-import tempfile
 from typing import TypeVar, Union
 from urllib.parse import parse_qsl
 
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from modelseal.errors import KeyError_, SpecError
+from modelseal.format.atomic import write_atomic
 
 __all__ = [
     "KEY_TYPES",
@@ -373,25 +373,6 @@ def public_path_for(private_path: str) -> str:
     return root + ".pub" if ext == ".pem" else private_path + ".pub"
 
 
-def _write_private(path: str, data: bytes) -> None:
-    # mkstemp creates the file 0600, so the key is never readable by others, not even briefly.
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_key_pair(key: PrivateKey, out_path: str, passphrase: bytes | None) -> tuple[str, str]:
     """Write `key` as PKCS#8 PEM to `out_path` (0600, atomically; encrypted when `passphrase`) and
     its public key next to it; (private path, public path). Refuses to overwrite a key."""
@@ -411,8 +392,6 @@ def write_key_pair(key: PrivateKey, out_path: str, passphrase: bytes | None) -> 
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    _write_private(out_path, pem)
-    from modelseal.format.atomic import write_atomic
-
+    write_atomic(out_path, pem, mode=0o600)  # the private key: its owner's only
     write_atomic(public_path, _pem_of(key.public_key()))
     return out_path, public_path

@@ -1,5 +1,8 @@
 """RFC 7512 PKCS#11 references: `pkcs11:token=T;object=K?module-path=LIB&pin-source=file:PATH`
 (the grammar is described in `modelseal.keys.pkcs11`). A reference never carries a PIN.
+
+Our own parser, not a library's: `python-pkcs11` (the binding `modelseal.keys.pkcs11` uses) reads
+no RFC 7512 URIs, and no well-kept PyPI package does only that.
 """
 
 from __future__ import annotations

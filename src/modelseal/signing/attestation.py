@@ -5,31 +5,25 @@ Why these formats: in-toto attestations are what supply-chain tooling already re
 sigstore, SLSA verifiers), DSSE signs the exact payload bytes (no canonicalisation to get wrong),
 and the verification-summary predicate is the standard way to say "this verifier checked this
 artifact and it passed". What is specific to modelseal (the commit, the target, the files compared)
-sits in the predicate's `reproduction` field.
+sits in the predicate's `reproduction` field. The envelope is `modelseal.signing.dsse`'s
+(securesystemslib); a statement is checked by any DSSE verifier (securesystemslib's
+`Envelope.verify`, as the tests do), so modelseal has no reader of its own.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from modelseal import __version__
-from modelseal.errors import SigningError
 from modelseal.format.canonical import canonical_json
-from modelseal.keys.core import PublicKey, Signer
+from modelseal.keys.core import Signer
+from modelseal.signing.dsse import envelope
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 VSA_PREDICATE = "https://slsa.dev/verification_summary/v1"
 VERIFIER_ID = "modelseal rebuild"
-
-
-def pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE's pre-authentication encoding: what is actually signed."""
-    kind = payload_type.encode("utf-8")
-    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
 
 
 @dataclass(frozen=True)
@@ -76,38 +70,4 @@ def statement(reproduction: Reproduction, key_id: str) -> dict[str, object]:
 def sign_statement(document: Mapping[str, object], signer: Signer) -> bytes:
     """The DSSE envelope (canonical JSON bytes) of `document`, signed by `signer`."""
     payload = canonical_json(dict(document))
-    signature = signer.sign(pae(PAYLOAD_TYPE, payload))
-    envelope = {
-        "payloadType": PAYLOAD_TYPE,
-        "payload": base64.b64encode(payload).decode("ascii"),
-        "signatures": [
-            {"keyid": signer.key_id, "sig": base64.b64encode(signature).decode("ascii")}
-        ],
-    }
-    return canonical_json(envelope)
-
-
-def open_statement(envelope_bytes: bytes, key: PublicKey, source: str) -> dict[str, object]:
-    """The statement inside a DSSE envelope, once `key` is shown to have signed it."""
-    try:
-        envelope = json.loads(envelope_bytes)
-        payload = base64.b64decode(envelope["payload"], validate=True)
-        signatures = envelope["signatures"]
-        payload_type = envelope["payloadType"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise SigningError(
-            what=f"not a DSSE envelope ({e})", where=source, remedy="pass the statement file"
-        ) from None
-    for entry in signatures:
-        try:
-            signature = base64.b64decode(entry["sig"], validate=True)
-        except (ValueError, KeyError, TypeError):
-            continue
-        if payload_type == PAYLOAD_TYPE and key.verify(signature, pae(payload_type, payload)):
-            document: dict[str, object] = json.loads(payload)
-            return document
-    raise SigningError(
-        what=f"no signature by key {key.key_id[:16]} verifies",
-        where=source,
-        remedy="check that you have the auditor's public key and an unmodified statement",
-    )
+    return canonical_json(envelope(payload, PAYLOAD_TYPE, signer, signer.key_id))

@@ -10,12 +10,14 @@ tool reads, each built here from the specification rather than from its code:
    symlinks, and the `ignore_paths`); its one subject is the bundle directory's name with, as
    digest, the SHA-256 of the concatenated raw resource digests in the listed order;
 2. a DSSE envelope whose payload is that statement (canonical JSON) and whose one signature is
-   over the DSSE pre-authentication encoding (PAE) of it;
+   over the DSSE pre-authentication encoding (PAE) of it (`modelseal.signing.dsse`, through
+   securesystemslib); the envelope is read back here, not by securesystemslib's
+   `Envelope.from_dict`, so that each malformed field gets its own message;
 3. a Sigstore bundle v0.3 (`application/vnd.dev.sigstore.bundle.v0.3+json`) carrying the
    envelope and, as verification material, a public-key hint: the hex SHA-256 of the signer's
    PEM SubjectPublicKeyInfo (what model_signing compares against the key it is given).
 
-`model_signing` verifies EC keys only (P-256, P-384, P-521), so `sign_bundle` refuses others.
+`model_signing` verifies EC keys only (P-256, P-384, P-521), so `signature_bytes` refuses others.
 With a file key, ECDSA is deterministic (RFC 6979): the same key and bundle give the same bytes.
 
 `ignore_paths` recorded in the statement are honoured by every verifier (model_signing adds them
@@ -34,12 +36,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from modelseal.errors import IntegrityError, KeyError_, SigningError
-from modelseal.format.atomic import write_atomic
 from modelseal.format.canonical import canonical_json, load_json
 from modelseal.format.digests import CHANGED_REMEDY, sha256_files
 from modelseal.format.manifest import SIGNATURE_PATH, bundle_path_problem
 from modelseal.format.tree import walk
 from modelseal.keys.core import PublicKey, Signer
+from modelseal.signing.dsse import envelope, pae
 
 __all__ = [
     "BUNDLE_MEDIA_TYPE",
@@ -49,8 +51,6 @@ __all__ = [
     "STATEMENT_TYPE",
     "VerifiedSignature",
     "bundle_digests",
-    "pae",
-    "sign_bundle",
     "signature_bytes",
     "verify_bundle_signature",
 ]
@@ -73,13 +73,6 @@ SIGNATURE_REMEDY = (
 )
 
 
-def pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE v1 pre-authentication encoding: what is actually signed, so that a signature over
-    one payload type can never be replayed as another."""
-    kind = payload_type.encode("utf-8")
-    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
-
-
 def _ignored(path: str, ignore: Iterable[str]) -> bool:
     # As model_signing: an ignored path also ignores everything below it.
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in ignore)
@@ -88,11 +81,10 @@ def _ignored(path: str, ignore: Iterable[str]) -> bool:
 def bundle_digests(
     bundle_dir: str | os.PathLike[str],
     ignore: Iterable[str] = DEFAULT_IGNORE,
-    extra: dict[str, bytes] | None = None,
     known: Mapping[str, tuple[str, int]] | None = None,
 ) -> dict[str, str]:
     """{path: sha256 hex} of every file below `bundle_dir` except the ignored ones, hashed in
-    parallel; `extra` adds files that are about to be written (their bytes are hashed here).
+    parallel.
 
     `known` maps bundle paths to (sha256, size) that the caller already holds for exactly these
     bytes (Pants' content-addressed digests of the files it materialized, or what verification
@@ -118,8 +110,6 @@ def bundle_digests(
     hashed = sha256_files(local.values())
     for path, file in local.items():
         result[path] = hashed[file][0]
-    for path, data in (extra or {}).items():
-        result[path] = hashlib.sha256(data).hexdigest()
     return result
 
 
@@ -167,36 +157,13 @@ def signature_bytes(
             raise SigningError(what=f"path {problem}", where=path, remedy="rename the file")
     statement = _statement(name, digests, ignore)
     payload = canonical_json(statement)[:-1]  # The payload is the JSON text, no newline.
-    try:
-        signature = signer.sign(pae(PAYLOAD_TYPE, payload))
-    except (KeyError_, SigningError):
-        raise
     hint = hashlib.sha256(public.pem).hexdigest()
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPE,
         "verificationMaterial": {"publicKey": {"hint": hint}, "tlogEntries": []},
-        "dsseEnvelope": {
-            "payload": base64.b64encode(payload).decode("ascii"),
-            "payloadType": PAYLOAD_TYPE,
-            "signatures": [{"sig": base64.b64encode(signature).decode("ascii"), "keyid": ""}],
-        },
+        "dsseEnvelope": envelope(payload, PAYLOAD_TYPE, signer, ""),
     }
     return canonical_json(bundle)
-
-
-def sign_bundle(
-    bundle_dir: str | os.PathLike[str],
-    signer: Signer,
-    ignore: Iterable[str] = DEFAULT_IGNORE,
-) -> str:
-    """Sign every file of `bundle_dir` (except `ignore`, which always includes model.sig) and
-    write `bundle_dir/model.sig` atomically; its path. Nothing is written if signing fails."""
-    ignored = tuple(sorted({*ignore, SIGNATURE_PATH}))
-    root = os.path.abspath(os.fspath(bundle_dir))
-    data = signature_bytes(os.path.basename(root), bundle_digests(root, ignored), signer, ignored)
-    out = os.path.join(root, SIGNATURE_PATH)
-    write_atomic(out, data)
-    return out
 
 
 # -- verification -----------------------------------------------------------------------------
@@ -306,30 +273,30 @@ def _candidates(public_key: PublicKey | bytes | Sequence[PublicKey]) -> Sequence
 def verify_bundle_signature(
     bundle_dir: str | os.PathLike[str],
     public_key: PublicKey | bytes | Sequence[PublicKey],
-    signature_path: str | os.PathLike[str] | None = None,
     *,
     known: Mapping[str, tuple[str, int]] | None = None,
-    max_size: int = MAX_SIGNATURE_SIZE,
 ) -> VerifiedSignature:
-    """Check `model.sig` (or `signature_path`) against `public_key_pem` and the files on disk:
+    """Check `model.sig` against `public_key` and the files on disk:
     IntegrityError naming the first problem (bad signature, a changed, missing or unsigned file).
     Paths the signature itself records as ignored are skipped, as model_signing does. `known`:
     (sha256, size) of files already hashed by the caller (see `bundle_digests`)."""
     root = os.fspath(bundle_dir)
-    sig_path = os.fspath(signature_path) if signature_path else os.path.join(root, SIGNATURE_PATH)
+    sig_path = os.path.join(root, SIGNATURE_PATH)
     candidates = _candidates(public_key)
     try:
         with open(sig_path, "rb") as f:
-            data = f.read(max_size + 1)
+            data = f.read(MAX_SIGNATURE_SIZE + 1)
     except FileNotFoundError:
         raise IntegrityError(
             what="no model.sig: the bundle is not signed",
             where=sig_path,
             remedy="sign it with `modelseal sign`, or re-download the signed bundle",
         ) from None
-    if len(data) > max_size:
-        raise _bad(f"larger than {max_size} bytes, more than any model.sig modelseal writes",
-                   sig_path)
+    if len(data) > MAX_SIGNATURE_SIZE:
+        raise _bad(
+            f"larger than {MAX_SIGNATURE_SIZE} bytes, more than any model.sig modelseal writes",
+            sig_path,
+        )
     statement, public = _read_statement(data, candidates, sig_path)
     where = f"{sig_path}: payload"
     subjects = statement.get("subject")

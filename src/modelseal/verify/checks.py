@@ -57,17 +57,16 @@ from modelseal.format.safe_extract import (
 from modelseal.format.tree import walk
 from modelseal.keys.core import PublicKey
 from modelseal.keys.ids import short_key_id
-from modelseal.verify.hostcheck import Host, check_constraints, check_wheels, read_pex_info
 from modelseal.verify.policy import PolicyFacts, evaluate
 from modelseal.verify.report import (
     CHECKS,
     CheckResult,
     Progress,
     Report,
-    RuntimeMatch,
     TerminalProgress,
     VerifyOptions,
 )
+from modelseal.verify.runtime_check import runtime_line, verify_5_runtime
 
 __all__ = [
     "CHECKS",
@@ -314,48 +313,6 @@ def _hash_all(
     with ThreadPoolExecutor(max_workers=count) as pool:
         digests = list(pool.map(lambda p: sha256_file(files[p], tick), paths))
     return dict(zip(paths, digests))
-
-
-def verify_5_runtime(root: str, manifest: Manifest, options: VerifyOptions) -> RuntimeMatch:
-    """This interpreter (or `--python`) fits the manifest's and the PEX's constraints and wheels;
-    what it matched, for the report (`runtime_line` is the check's one line, naming the host
-    once)."""
-    host = options.host or (Host.of(options.python) if options.python else Host.current())
-    wanted = check_constraints(
-        manifest.runtime.interpreter_constraints,
-        host,
-        "manifest.json: runtime.interpreter_constraints",
-    )
-    pex = os.path.join(root, *manifest.runtime.pex.split("/"))
-    info = read_pex_info(pex, manifest.runtime.pex)
-    pex_wanted: str | None = None
-    if info is None:
-        wheels = "no PEX-INFO: wheel compatibility not decided"
-    else:
-        where = f"{manifest.runtime.pex}: PEX-INFO"
-        pex_wanted = check_constraints(info.interpreter_constraints, host, where)
-        wheels = check_wheels(info.wheels, host, f"{manifest.runtime.pex}: .deps")
-    return RuntimeMatch(
-        python=options.python or sys.executable,
-        implementation=host.implementation,
-        version=".".join(map(str, host.version)),
-        system=host.system,
-        machine=host.machine,
-        glibc=".".join(map(str, host.glibc)) if host.glibc else None,
-        manifest_constraint=wanted,
-        pex_constraint=pex_wanted,
-        wheels=wheels,
-    )
-
-
-def runtime_line(match: RuntimeMatch) -> str:
-    """`CPython 3.11.9 on linux x86_64 satisfies CPython==3.11.* (manifest) and ... (PEX-INFO);
-    5 distributions have a wheel it loads`."""
-    host = f"{match.implementation} {match.version} on {match.system} {match.machine}"
-    met = [f"{match.manifest_constraint or 'no constraint'} (manifest)"]
-    if match.pex_constraint is not None:
-        met.append(f"{match.pex_constraint or 'no constraint'} (PEX-INFO)")
-    return f"{host} satisfies {' and '.join(met)}; {match.wheels}"
 
 
 def verify_6_trust(manifest: Manifest, options: VerifyOptions) -> str:

@@ -3,31 +3,32 @@
 A verified model that then fails to import on the deployment host is an outage that looks like a
 bad model, so `verify` says up front when the interpreter is outside the constraints the PEX was
 built for, or when for some distribution the PEX carries no wheel this interpreter can load.
-Only the forms Pants writes are understood (`CPython==3.11.*`, `CPython<3.14,>=3.11`, a bare
-`>=3.9`); a constraint list means "any of these", a comma "all of these". Anything else is
-refused rather than guessed at. The third-party `packaging` library is not used: `modelseal.pex`
-must run with nothing but the standard library and its pinned cryptography stack.
+Constraints are Pants' forms (`CPython==3.11.*`, `CPython<3.14,>=3.11`, a bare `>=3.9`): an
+optional implementation name, then a PEP 440 specifier set that `packaging.specifiers` decides;
+a constraint list means "any of these". Anything it cannot read is refused rather than guessed at.
 
-Wheel tags are judged only where the answer is certain from the tag alone (Python version, ABI,
-OS and architecture, the glibc or macOS version when the host reports one); what cannot be decided
-(say, `musllinux` on a host whose C library is unknown) counts as compatible, and the report
-says so.
+Wheel tags are judged with `packaging`: the wheel's file name by `packaging.utils`, and the tags
+the host loads by `packaging.tags`, generated for the described host (which need not be the one
+running modelseal). What cannot be decided from the tag alone (say, `musllinux` on a host whose
+C library is unknown, or a `manylinux` wheel when the glibc version is unknown) counts as
+compatible, and the report says so. The environment model is `modelseal.verify.host`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import re
-import subprocess
-import sys
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from packaging import tags
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
 from modelseal.errors import RuntimeCheckError
+from modelseal.verify.host import Host
 
 __all__ = [
     "Host",
@@ -44,146 +45,28 @@ REBUILD = (
     "rebuild the model for this interpreter (interpreter_constraints of the model_artifact), "
     "or install on a host with a matching Python"
 )
-_CLAUSE = re.compile(r"\s*(~=|==|!=|<=|>=|<|>)\s*([0-9]+(?:\.[0-9]+)*)(\.\*)?\s*")
 _IMPL = re.compile(r"\s*([A-Za-z][A-Za-z0-9_]*)?\s*")
-
-
-@dataclass(frozen=True)
-class Host:
-    """What decides compatibility: implementation, version, ABI flags, OS, machine, libc."""
-
-    implementation: str  # "CPython", "PyPy"
-    version: tuple[int, int, int]
-    abiflags: str
-    system: str  # sys.platform: "linux", "darwin", "win32"
-    machine: str  # normalised: x86_64, aarch64, arm64, i686, ...
-    glibc: tuple[int, int] | None
-    macos: tuple[int, int] | None
-
-    @classmethod
-    def current(cls) -> Host:
-        glibc: tuple[int, int] | None = None
-        macos: tuple[int, int] | None = None
-        if sys.platform.startswith("linux"):
-            lib, version = platform.libc_ver()
-            glibc = _two(version) if lib == "glibc" else None
-        elif sys.platform == "darwin":
-            macos = _two(platform.mac_ver()[0])
-        machine = platform.machine().lower()
-        machine = {"amd64": "x86_64", "x64": "x86_64"}.get(machine, machine)
-        return cls(
-            implementation=platform.python_implementation(),
-            version=(sys.version_info[0], sys.version_info[1], sys.version_info[2]),
-            abiflags=getattr(sys, "abiflags", ""),
-            system="linux" if sys.platform.startswith("linux") else sys.platform,
-            machine=machine,
-            glibc=glibc,
-            macos=macos,
-        )
-
-    @classmethod
-    def of(cls, python: str) -> Host:
-        """The host as the interpreter `python` sees it: the one that will run the model, which
-        need not be the one running modelseal."""
-        if os.path.realpath(python) == os.path.realpath(sys.executable):
-            return cls.current()
-        script = (
-            "import json, sys; sys.path.insert(0, sys.argv[1]); "
-            "from modelseal.verify.hostcheck import Host; import dataclasses; "
-            "print(json.dumps(dataclasses.asdict(Host.current())))"
-        )
-        # The directory that holds the `modelseal` package (this file is modelseal/verify/...).
-        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        try:
-            probe = subprocess.run(
-                [python, "-S", "-c", script, here], capture_output=True, text=True, timeout=60
-            )
-            found = json.loads(probe.stdout) if probe.returncode == 0 else None
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            found = None
-        if not isinstance(found, dict):
-            raise RuntimeCheckError(
-                what="cannot run the interpreter that would run the model",
-                where=python,
-                remedy="pass --python with a working interpreter",
-            )
-        return cls(
-            implementation=str(found["implementation"]),
-            version=(found["version"][0], found["version"][1], found["version"][2]),
-            abiflags=str(found["abiflags"]),
-            system=str(found["system"]),
-            machine=str(found["machine"]),
-            glibc=tuple(found["glibc"]) if found["glibc"] else None,
-            macos=tuple(found["macos"]) if found["macos"] else None,
-        )
-
-    def describe(self) -> str:
-        return f"{self.implementation} {'.'.join(map(str, self.version))} on {self.system} " + (
-            f"{self.machine}"
-        )
-
-
-def _two(text: str) -> tuple[int, int] | None:
-    parts = text.split(".")
-    if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit():
-        return None
-    return int(parts[0]), int(parts[1])
 
 
 # -- interpreter constraints ------------------------------------------------------------------
 
 
-def _release(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split("."))
-
-
-def _pad(version: tuple[int, ...], length: int) -> tuple[int, ...]:
-    return version + (0,) * (length - len(version))
-
-
-def _clause_holds(op: str, wanted: tuple[int, ...], wildcard: bool, have: tuple[int, ...]) -> bool:
-    if wildcard:  # ==3.11.* and !=3.11.*: a prefix match.
-        prefix = have[: len(wanted)] == _pad(wanted, len(wanted))
-        return prefix if op == "==" else not prefix
-    size = max(len(wanted), len(have))
-    left, right = _pad(have, size), _pad(wanted, size)
-    if op == "~=":  # ~=3.11 means >=3.11, ==3.*
-        return left >= right and have[: len(wanted) - 1] == wanted[:-1]
-    return {
-        "==": left == right,
-        "!=": left != right,
-        "<=": left <= right,
-        ">=": left >= right,
-        "<": left < right,
-        ">": left > right,
-    }[op]
-
-
 def matches_constraint(constraint: str, host: Host) -> bool:
     """Whether `host` satisfies one constraint such as `CPython>=3.11,<3.14`; ValueError when the
-    constraint is not one of the understood forms."""
+    constraint is not an optional implementation name followed by a PEP 440 specifier set."""
     impl_match = _IMPL.match(constraint)
     assert impl_match is not None  # The pattern matches the empty string.
     implementation = impl_match.group(1)
-    rest = constraint[impl_match.end() :]
+    rest = constraint[impl_match.end() :].strip()
+    if not rest and implementation is None:
+        raise ValueError(f"cannot read {constraint!r}: no version and no implementation")
+    try:
+        specifiers = SpecifierSet(rest)
+    except InvalidSpecifier as e:
+        raise ValueError(f"cannot read {constraint!r}: {e}") from None
     if implementation is not None and implementation.lower() != host.implementation.lower():
         return False
-    if not rest.strip():
-        if implementation is None:
-            raise ValueError(f"cannot read {constraint!r}: no version and no implementation")
-        return True
-    for clause in rest.split(","):
-        match = _CLAUSE.fullmatch(clause)
-        if match is None:
-            raise ValueError(f"cannot read {clause.strip()!r} in {constraint!r}")
-        op, text, wildcard = match.group(1), match.group(2), match.group(3) is not None
-        if wildcard and op not in ("==", "!="):
-            raise ValueError(f"'.*' only goes with == and != in {constraint!r}")
-        if op == "~=" and "." not in text:
-            raise ValueError(f"~= needs at least two version parts in {constraint!r}")
-        if not _clause_holds(op, _release(text), wildcard, host.version):
-            return False
-    return True
+    return specifiers.contains(".".join(map(str, host.version)), prereleases=True)
 
 
 def check_constraints(constraints: Sequence[str], host: Host, where: str) -> str:
@@ -282,13 +165,14 @@ def environments_from_wheels(wheels: Sequence[str]) -> list[str]:
     of the manifest's declared platforms. One function, so that a finer model can replace it."""
     by_project: dict[str, dict[tuple[str, str], tuple[tuple[int, int], set[int]]]] = {}
     for name in wheels:
-        wheel = _parse_wheel(name)
-        if wheel is None or (wheel.platform == ("any",) and set(wheel.abi) <= {"none"}):
+        parsed = _parse_wheel(name)
+        if parsed is None or all(t.platform == "any" and t.abi == "none" for t in parsed[1]):
             continue
-        minors = _minors(wheel)
-        found = by_project.setdefault(wheel.project, {})
-        for tag in wheel.platform:
-            for family, arch, version in _platforms(tag):
+        project, wheel_tags = parsed
+        found = by_project.setdefault(project, {})
+        for tag in wheel_tags:
+            minors = _minors(tag)
+            for family, arch, version in _platforms(tag.platform):
                 old_version, old_minors = found.get((family, arch), (version, set()))
                 found[(family, arch)] = (min(old_version, version), old_minors | minors)
     needs = list(by_project.values())
@@ -305,6 +189,8 @@ def environments_from_wheels(wheels: Sequence[str]) -> list[str]:
 
 
 _MAX_MINOR = 13  # the newest CPython 3 modelseal runs on: abi3 wheels count up to it
+# `packaging` reads platform tags only for the running host; these name a tag's family,
+# minimum C library or OS version, and architecture.
 _VERSIONED = re.compile(r"(manylinux|musllinux|macosx)_(\d+)_(\d+)_(\w+)")
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
@@ -322,162 +208,98 @@ def _platforms(tag: str) -> list[tuple[str, str, tuple[int, int]]]:
     return [(tag, "", (0, 0))]  # linux_x86_64, win_amd64, ...: no version to compare
 
 
-def _minors(wheel: _Wheel) -> set[int]:
-    """The CPython 3 minor versions a wheel loads on."""
-    minors: set[int] = set()
-    for python in wheel.python:
-        match = re.fullmatch(r"cp3(\d+)", python)
-        if match is None:
-            if python in ("py3", "py30"):
-                minors |= set(range(0, _MAX_MINOR + 1))
-            continue
-        first = int(match.group(1))
-        minors |= set(range(first, _MAX_MINOR + 1)) if "abi3" in wheel.abi else {first}
-    return minors
-
-
-@dataclass(frozen=True)
-class _Wheel:
-    filename: str
-    project: str
-    python: tuple[str, ...]
-    abi: tuple[str, ...]
-    platform: tuple[str, ...]
-
-
-def _parse_wheel(filename: str) -> _Wheel | None:
-    parts = filename[: -len(".whl")].split("-")
-    if len(parts) not in (5, 6):
-        return None
-    project = re.sub(r"[-_.]+", "-", parts[0]).lower()
-    python, abi, plat = parts[-3:]
-    return _Wheel(
-        filename, project, tuple(python.split(".")), tuple(abi.split(".")), tuple(plat.split("."))
-    )
-
-
-def _python_ok(tag: str, host: Host) -> bool | None:
-    major, minor = host.version[0], host.version[1]
-    match = re.fullmatch(r"(py|cp|pp)(\d)(\d*)", tag)
+def _minors(tag: tags.Tag) -> set[int]:
+    """The CPython 3 minor versions a wheel tag loads on."""
+    match = re.fullmatch(r"cp3(\d+)", tag.interpreter)
     if match is None:
+        return set(range(_MAX_MINOR + 1)) if tag.interpreter in ("py3", "py30") else set()
+    first = int(match.group(1))
+    return set(range(first, _MAX_MINOR + 1)) if tag.abi == "abi3" else {first}
+
+
+def _parse_wheel(filename: str) -> tuple[str, frozenset[tags.Tag]] | None:
+    """The wheel's normalised project name and its tags; None for a name that is not a wheel's."""
+    try:
+        name, _, _, wheel_tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
         return None
-    kind, tag_major, tag_minor = match.group(1), int(match.group(2)), match.group(3)
-    if kind == "cp" and host.implementation != "CPython":
-        return False
-    if kind == "pp" and host.implementation != "PyPy":
-        return False
-    if tag_major != major:
-        return False
-    return not tag_minor or int(tag_minor) <= minor
+    return str(name), wheel_tags
 
 
-def _abi_ok(tag: str, python_tags: tuple[str, ...], host: Host) -> bool | None:
-    if tag == "none":
-        return True
-    own = f"cp{host.version[0]}{host.version[1]}"
-    if tag == "abi3":
-        return host.implementation == "CPython" and any(
-            p.startswith("cp") and _python_ok(p, host) for p in python_tags
-        )
-    match = re.fullmatch(r"cp(\d+)([a-z]*)", tag)
-    if match is None:
-        return None
-    if host.implementation != "CPython":
-        return False
-    # Free-threaded builds ("t") load only their own ABI; "m" and "u" flags predate 3.8.
-    return f"cp{match.group(1)}" == own and ("t" in match.group(2)) == ("t" in host.abiflags)
+# -- which wheels the host loads --------------------------------------------------------------
 
 
-def _platform_ok(tag: str, host: Host) -> bool | None:
-    if tag == "any":
-        return True
-    for prefix, system, judge in (
-        ("manylinux", "linux", _linux_ok),
-        ("musllinux", "linux", _linux_ok),
-        ("linux", "linux", _linux_ok),
-        ("macosx", "darwin", _macos_ok),
-        ("win", "win32", _windows_ok),
-    ):
-        if tag.startswith(prefix):
-            return judge(tag, host) if host.system == system else False
-    return None
+def _host_platforms(host: Host) -> list[str]:
+    """The platform tags the host loads, most specific first; [] where they depend on what the
+    host does not report (its glibc or macOS version)."""
+    arch = host.machine
+    if host.system == "linux":
+        if host.glibc is None:
+            return [f"linux_{arch}"]
+        major, newest = host.glibc
+        result = [f"manylinux_{major}_{minor}_{arch}" for minor in range(newest, -1, -1)]
+        for legacy, version in _LEGACY_MANYLINUX.items():
+            if version <= host.glibc:
+                result.append(f"{legacy}_{arch}")
+        return [*result, f"linux_{arch}"]
+    if host.system == "darwin":
+        return [] if host.macos is None else list(tags.mac_platforms(host.macos, arch))
+    windows = {"x86_64": "win_amd64", "x86": "win32", "arm64": "win_arm64"}.get(arch)
+    return [windows] if host.system == "win32" and windows else []
 
 
-def _windows_ok(tag: str, host: Host) -> bool | None:
-    arch = {"win_amd64": "x86_64", "win32": "x86", "win_arm64": "arm64"}.get(tag)
-    return None if arch is None else arch == host.machine
+def _host_tags(host: Host, platforms: Sequence[str]) -> Iterator[tags.Tag]:
+    """Every tag the host's interpreter loads on `platforms` (pure-Python ones included)."""
+    version = (host.version[0], host.version[1])
+    short = f"{version[0]}{version[1]}"
+    if host.implementation == "CPython":
+        interpreter = f"cp{short}"
+        abi = interpreter + ("t" if "t" in host.abiflags else "")
+        yield from tags.cpython_tags(version, [abi], platforms)
+    else:
+        interpreter = f"pp{short}" if host.implementation == "PyPy" else f"py{short}"
+        yield from tags.generic_tags(interpreter, ["none"], platforms)
+    yield from tags.compatible_tags(version, interpreter, platforms)
 
 
-def _linux_ok(tag: str, host: Host) -> bool | None:
-    many = re.fullmatch(r"manylinux_(\d+)_(\d+)_(\w+)", tag)
-    legacy = re.fullmatch(r"manylinux(1|2010|2014)_(\w+)", tag)
-    if many or legacy:
-        if many:
-            glibc, arch = (int(many.group(1)), int(many.group(2))), many.group(3)
-        else:
-            assert legacy is not None
-            glibc = {"1": (2, 5), "2010": (2, 12), "2014": (2, 17)}[legacy.group(1)]
-            arch = legacy.group(2)
-        if arch != host.machine:
-            return False
-        return None if host.glibc is None else glibc <= host.glibc
-    simple = re.fullmatch(r"(?:linux|musllinux_\d+_\d+)_(\w+)", tag)
-    if simple is None:
-        return None
-    if simple.group(1) != host.machine:
-        return False
-    # Whether the host's C library is musl is not something the standard library reports.
-    return None if tag.startswith("musllinux") else True
+def _undecidable(platform: str, host: Host) -> bool:
+    """Whether a platform tag may fit the host, but only what the host does not report (its C
+    library, glibc or macOS version) would tell."""
+    arch = host.machine
+    if host.system == "linux" and platform.endswith(f"_{arch}"):
+        legacy = platform.startswith(tuple(_LEGACY_MANYLINUX))
+        many = legacy or platform.startswith("manylinux_")
+        return platform.startswith("musllinux_") or (many and host.glibc is None)
+    if host.system == "darwin" and host.macos is None and platform.startswith("macosx_"):
+        return any(a == arch for _, a, _ in _platforms(platform))
+    return False
 
 
-def _macos_ok(tag: str, host: Host) -> bool | None:
-    mac = re.fullmatch(r"macosx_(\d+)_(\d+)_(\w+)", tag)
-    if mac is None:
-        return None
-    arches = {"universal2": ("x86_64", "arm64"), "universal": ("x86_64", "i386")}.get(
-        mac.group(3), (mac.group(3),)
-    )
-    if host.machine not in arches:
-        return False
-    wanted = (int(mac.group(1)), int(mac.group(2)))
-    return None if host.macos is None else wanted <= host.macos
-
-
-def _wheel_ok(wheel: _Wheel, host: Host) -> bool | None:
+def _wheel_ok(wheel_tags: frozenset[tags.Tag], host: Host, loads: set[tags.Tag]) -> bool | None:
     """True, False, or None when the tags cannot be decided on this host."""
-    verdicts: list[bool | None] = [
-        _any(_python_ok(tag, host) for tag in wheel.python),
-        _any(_abi_ok(tag, wheel.python, host) for tag in wheel.abi),
-        _any(_platform_ok(tag, host) for tag in wheel.platform),
-    ]
-    if False in verdicts:
-        return False
-    return None if None in verdicts else True
-
-
-def _any(verdicts: Iterable[bool | None]) -> bool | None:
-    """True if any tag fits, False if none can, None if undecided: the tags of a compressed set
-    (`py2.py3`) are alternatives."""
-    seen = list(verdicts)
-    if True in seen:
+    if wheel_tags & loads:
         return True
-    return None if None in seen else False
+    for tag in wheel_tags:
+        if _undecidable(tag.platform, host) and tag in set(_host_tags(host, [tag.platform])):
+            return None
+    return False
 
 
 def check_wheels(wheels: Sequence[str], host: Host, where: str) -> str:
     """RuntimeCheckError when some distribution has wheels in the PEX but none this host can
     load; a one-line description of what was decided otherwise."""
-    by_project: dict[str, list[_Wheel]] = {}
+    loads = set(_host_tags(host, _host_platforms(host)))
+    by_project: dict[str, list[tuple[str, frozenset[tags.Tag]]]] = {}
     unreadable = 0
     for name in wheels:
-        wheel = _parse_wheel(name)
-        if wheel is None:
+        parsed = _parse_wheel(name)
+        if parsed is None:
             unreadable += 1
             continue
-        by_project.setdefault(wheel.project, []).append(wheel)
+        by_project.setdefault(parsed[0], []).append((name, parsed[1]))
     undecided = 0
     for project in sorted(by_project):
-        verdicts = [_wheel_ok(w, host) for w in by_project[project]]
+        verdicts = [_wheel_ok(wheel_tags, host, loads) for _, wheel_tags in by_project[project]]
         if True in verdicts:
             continue
         if None in verdicts:
@@ -487,7 +309,7 @@ def check_wheels(wheels: Sequence[str], host: Host, where: str) -> str:
             what=f"the PEX has no wheel of {project!r} that this interpreter can load",
             where=where,
             remedy=REBUILD + "; or add this host's platform to the model's platforms",
-            expected=", ".join(w.filename for w in by_project[project]),
+            expected=", ".join(filename for filename, _ in by_project[project]),
             found=host.describe(),
         )
     detail = f"{len(by_project)} distributions have a wheel it loads"

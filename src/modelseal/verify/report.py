@@ -18,7 +18,7 @@ from modelseal.errors import ModelsealError, VerificationError
 from modelseal.format.manifest import Manifest
 from modelseal.format.safe_extract import DEFAULT_LIMITS, Limits
 from modelseal.keys.core import PublicKey
-from modelseal.verify.hostcheck import Host
+from modelseal.verify.host import Host
 from modelseal.verify.policy import Policy
 
 CHECKS = ("archive", "signature", "provenance", "integrity", "runtime", "trust", "policy")
