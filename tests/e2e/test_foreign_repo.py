@@ -19,7 +19,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from e2e.foreign import bootstrap_venv, make_repo
+from e2e.foreign import bootstrap_venv, make_repo, wheel_version
 from e2e.repo import reference_tools, shared_cache, source_repo
 
 from core.interpreters import find_python
@@ -32,11 +32,18 @@ def wheels(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     given = os.environ.get("MODELSEAL_WHEELS")
     source = Path(given) if given else request.getfixturevalue("builds").first
     # Only the two wheels: the foreign repository must not see anything else modelseal built.
-    out = tmp_path_factory.mktemp("wheels")
+    found = []
     for wheel in ("modelseal-*-py3-none-any.whl", "modelseal_pants-*-py3-none-any.whl"):
-        found = sorted(source.glob(wheel))
-        assert len(found) == 1, f"expected one {wheel} in {source}, found {found}"
-        shutil.copy(found[0], out)
+        matches = sorted(source.glob(wheel))
+        assert len(matches) == 1, f"expected one {wheel} in {source}, found {matches}"
+        found.append(matches[0])
+    # Named by the wheels' digest: `[python-repos].find_links` is part of the plugin resolve's
+    # cache key, so other wheels of the same version can never be replayed from Pants' cache.
+    digest = hashlib.sha256(b"".join(hashlib.sha256(w.read_bytes()).digest() for w in found))
+    out = tmp_path_factory.getbasetemp() / f"wheels-{digest.hexdigest()[:16]}"
+    out.mkdir(exist_ok=True)
+    for wheel_path in found:
+        shutil.copy(wheel_path, out)
     return out
 
 
@@ -81,23 +88,24 @@ def test_foreign_repository(wheels: Path, tmp_path: Path) -> None:
     (tmp_path / "home").mkdir()
     keyring = tmp_path / "data" / "modelseal" / "dev-keyring"
     try:
-        check_foreign_repository(repo, env, keyring)
+        check_foreign_repository(repo, env, keyring, wheel_version(wheels))
     finally:
         stop_pantsd(repo)
     check_reference_tools(repo / "dist" / f"{BUNDLE}.tar", keyring, tmp_path / "unpacked")
     check_wheel_installs(wheels, source, repo / "dist" / f"{BUNDLE}.tar", keyring, tmp_path)
 
 
-def check_foreign_repository(repo: Path, env: dict[str, str], keyring: Path) -> None:
-    # The wheels' directory is new for every run of this test (`[python-repos].find_links` names
-    # it), so the plugin resolve cannot be a cache hit of other wheels of the same version.
+def check_foreign_repository(
+    repo: Path, env: dict[str, str], keyring: Path, version: str
+) -> None:
+    # The wheels' directory is named by their digest (`[python-repos].find_links` names it), so
+    # the plugin resolve cannot be a cache hit of other wheels of the same version.
     packaged = pants(repo, env, "package", "::")
     assert packaged.returncode == 0, packaged.stderr[-5000:]
-    assert "Building modelseal.pex from resource://modelseal_pants/modelseal.lock" in (
-        packaged.stderr
-    )
     bundle = repo / "dist" / BUNDLE
     manifest = json.loads((bundle / "manifest.json").read_text())
+    # The tool that wrote it is the modelseal wheel's (the plugin's default lock installs it).
+    assert manifest["build"]["modelseal_version"] == version, manifest["build"]
     assert manifest["name"] == "edges", manifest
     assert manifest["runtime"]["interpreter_constraints"] == ["CPython==3.11.*"], manifest
     assert (manifest["build"]["dirty"], manifest["build"]["dirty_sha256"]) == (False, "")
