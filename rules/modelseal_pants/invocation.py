@@ -35,9 +35,11 @@ class ToolCommand(ABC):
 class WriteManifest(ToolCommand):
     spec: str
     out: str
+    pex: str | None = None  # its wheels give the manifest's runtime.environments
 
     def argv(self) -> tuple[str, ...]:
-        return ("manifest", "--spec", self.spec, "--out", self.out)
+        pex = () if self.pex is None else ("--pex", self.pex)
+        return ("manifest", "--spec", self.spec, "--out", self.out, *pex)
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
     files = file_rows(weight_entries, "weights/") + file_rows(pex_entries, "")
     spec = manifest_spec(fs, checked, pex, files, info, keys.development)
     manifest = await Get(
-        Manifest, ManifestRequest(json.dumps(spec, sort_keys=True).encode(), fs.address)
+        Manifest,
+        ManifestRequest(json.dumps(spec, sort_keys=True).encode(), fs.address, pex.digest),
     )
     unsigned = await Get(
         UnsignedBundle, UnsignedBundleRequest(checked.weights.digest, pex.digest, manifest.digest)

@@ -175,6 +175,7 @@ def manifest_spec(
 class ManifestRequest:
     spec: bytes  # manifest_spec(), as JSON
     address: Address
+    pex: Digest  # model.pex at the root: the tool reads its wheels' environments
 
 
 @dataclass(frozen=True)
@@ -187,11 +188,12 @@ class Manifest:
 @rule(desc="Writing a model manifest", level=LogLevel.DEBUG)
 async def write_manifest(request: ManifestRequest) -> Manifest:
     spec = await Get(Digest, CreateDigest([FileContent("spec.json", request.spec)]))
+    inputs = await Get(Digest, MergeDigests([spec, request.pex]))
     result = await Get(
         ProcessResult,
         ToolInvocation(
-            WriteManifest(spec="spec.json", out="manifest.json"),
-            spec,
+            WriteManifest(spec="spec.json", out="manifest.json", pex="model.pex"),
+            inputs,
             f"Writing the manifest of {request.address}",
             output_files=("manifest.json",),
         ),

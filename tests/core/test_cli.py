@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from core.bundles import manifest, spec, write_bundle
 from modelseal import __version__
 from modelseal.cli.main import COMMANDS, EXIT_USAGE, main
 from modelseal.format.canonical import canonical_json
+from modelseal.format.manifest import Manifest, describe
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,6 +81,26 @@ def test_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out.read_bytes() == canonical_json(manifest())
     assert out.stat().st_mode & 0o777 == 0o644
     assert capsys.readouterr() == ("", "")
+
+
+def test_manifest_environments_come_from_the_pex_wheels(tmp_path: Path) -> None:
+    """`--pex`: runtime.environments from the wheels actually in the PEX (one aarch64 wheel
+    here, whatever the spec's platforms say), shown by inspect's description."""
+    pex = tmp_path / "model.pex"
+    with zipfile.ZipFile(pex, "w") as z:
+        z.writestr("PEX-INFO", json.dumps({"interpreter_constraints": []}))
+        z.writestr(".deps/numpy-1.26.4-cp311-cp311-manylinux_2_17_aarch64.whl/numpy/x.py", "")
+        z.writestr(".deps/six-1.16.0-py2.py3-none-any.whl/six.py", "")
+    out = tmp_path / "manifest.json"
+    spec_path = str(_spec_file(tmp_path, spec()))
+    assert main(["manifest", "--spec", spec_path, "--out", str(out), "--pex", str(pex)]) == 0
+    document = json.loads(out.read_bytes())
+    assert document["runtime"]["environments"] == ["cp311 manylinux_2_17_aarch64"]
+    assert {k: v for k, v in document["runtime"].items() if k != "environments"} == (
+        manifest()["runtime"]
+    )
+    described = describe(Manifest.from_bytes(out.read_bytes()))
+    assert "platforms    cp311 manylinux_2_17_aarch64 (from the PEX's wheels)" in described
 
 
 def test_manifest_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

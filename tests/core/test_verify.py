@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -32,11 +33,21 @@ from modelseal.errors import (
     EXIT_RUNTIME,
     EXIT_SIGNATURE,
     EXIT_TRUST,
+    RuntimeCheckError,
 )
 from modelseal.format.canonical import canonical_json
+from modelseal.format.manifest import Manifest
 from modelseal.keys.core import PublicKey
 from modelseal.signing.provenance import LAYOUT_PATH, create_layout, revocations_bytes
-from modelseal.verify.hostcheck import Host, check_wheels, matches_constraint
+from modelseal.verify.environments import environments_from_wheels
+from modelseal.verify.hostcheck import (
+    Host,
+    check_wheels,
+    match_environment,
+    matches_constraint,
+)
+from modelseal.verify.report import VerifyOptions
+from modelseal.verify.runtime_check import verify_5_runtime
 
 HOST = Host("CPython", (3, 11, 7), "", "linux", "x86_64", (2, 35), None)
 
@@ -465,6 +476,58 @@ def test_wheel_tags() -> None:
             check_wheels([only], HOST, "pex")
         assert type(failed.value).__name__ == "RuntimeCheckError", only
     assert "not decidable" in check_wheels(["x-1-py3-none-musllinux_1_1_x86_64.whl"], HOST, "p")
+
+
+def test_the_environment_matched_or_why_none_is() -> None:
+    """The environments the PEX's wheels make (what the manifest records) against this host's
+    real tags: the one it matched, or the first reason an operator can act on."""
+    wheels = [
+        "six-1.16.0-py2.py3-none-any.whl",
+        "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "numpy-1.26.4-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        "cryptography-42.0.0-cp39-abi3-manylinux_2_28_x86_64.whl",
+        "cryptography-42.0.0-cp39-abi3-manylinux_2_28_aarch64.whl",
+    ]
+    environments = environments_from_wheels(wheels)
+    assert environments == ["cp311 manylinux_2_28_aarch64", "cp311 manylinux_2_28_x86_64"]
+    assert match_environment(environments, HOST) == ("cp311 manylinux_2_28_x86_64", "")
+    arm = dataclasses.replace(HOST, machine="aarch64", glibc=(2, 36))
+    assert match_environment(environments, arm) == ("cp311 manylinux_2_28_aarch64", "")
+    for host, why in [
+        (dataclasses.replace(HOST, glibc=(2, 27)), "glibc too old: built for"
+         " manylinux_2_28_x86_64, this host has glibc 2.27"),
+        (dataclasses.replace(HOST, machine="riscv64"), "architecture: built for"
+         " manylinux_2_28_aarch64, manylinux_2_28_x86_64, this is linux riscv64"),
+        (dataclasses.replace(HOST, system="darwin", machine="arm64", glibc=None, macos=(14, 0)),
+         "architecture: built for manylinux_2_28_aarch64, manylinux_2_28_x86_64, this is darwin"
+         " arm64"),
+        (dataclasses.replace(HOST, version=(3, 12, 1)), "interpreter: built for cp311, this is"
+         " CPython 3.12"),
+    ]:
+        assert match_environment(environments, host) == (None, why), host
+    assert match_environment(["any"], HOST) == ("any", "")
+    assert match_environment([], HOST) == (None, "")
+
+
+def test_an_x86_64_only_pex_is_refused_in_one_line_naming_the_environment(
+    keys: Keys, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The host verify describes is the one that runs the model: an aarch64 host for a PEX
+    whose compiled wheels are x86_64 only gets one line, why, and what the PEX has."""
+    pex = pex_bytes([], ("numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl",))
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys, pex=pex)
+    with open(os.path.join(bundle, "manifest.json"), "rb") as f:
+        manifest = Manifest.from_bytes(f.read())
+    owner = PublicKey.from_pem(keys.signers["owner"].public_key_pem)
+    arm = dataclasses.replace(HOST, machine="aarch64", glibc=(2, 36))
+    with pytest.raises(RuntimeCheckError) as failed:
+        verify_5_runtime(bundle, manifest, VerifyOptions(owner=owner, host=arm))
+    message = str(failed.value)
+    assert "\n" not in message
+    assert message.startswith("model.pex: .deps: model.pex has no environment for this host"
+                              " (architecture: built for manylinux_2_17_x86_64, this is linux"
+                              " aarch64): expected one of cp311 manylinux_2_17_x86_64, found"
+                              " CPython 3.11.7 on linux aarch64 glibc 2.36."), message
 
 
 # -- trust and policy -------------------------------------------------------------------------

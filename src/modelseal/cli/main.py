@@ -80,15 +80,33 @@ class Command:
 def _manifest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", required=True, metavar="SPEC.json", help="the bundle spec")
     parser.add_argument("--out", required=True, metavar="manifest.json", help="where to write")
+    parser.add_argument(
+        "--pex",
+        metavar="model.pex",
+        help="the built PEX: its wheels give the manifest's runtime.environments",
+    )
 
 
 def _manifest(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from modelseal.format.atomic import write_atomic
     from modelseal.format.spec import BundleSpec
+    from modelseal.verify.environments import environments_from_wheels
+    from modelseal.verify.hostcheck import read_pex_info
 
     with open(args.spec, "rb") as f:
         spec = BundleSpec.from_bytes(f.read(), source=args.spec)
-    write_atomic(args.out, spec.to_manifest().to_bytes())
+    manifest = spec.to_manifest()
+    # From the wheels actually in the PEX, not the target's platforms: a lock that lacks some
+    # platform's wheels would otherwise be recorded as running there.
+    info = None if args.pex is None else read_pex_info(args.pex, args.pex)
+    if info is not None:
+        runtime = dataclasses.replace(
+            manifest.runtime, environments=tuple(environments_from_wheels(info.wheels))
+        )
+        manifest = dataclasses.replace(manifest, runtime=runtime)
+    write_atomic(args.out, manifest.to_bytes())
     return EXIT_OK
 
 

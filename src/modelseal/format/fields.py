@@ -242,8 +242,12 @@ def read_training(value: object, path: str) -> dict[str, str] | None:
 
 def read_runtime(value: object, path: str) -> Runtime:
     obj = read_object(
-        value, path, ("interpreter_constraints", "platforms", "complete_platforms", "pex")
+        value,
+        path,
+        ("interpreter_constraints", "platforms", "complete_platforms", "pex"),
+        optional=("environments",),
     )
+    environments = obj.get("environments")
     return Runtime(
         interpreter_constraints=read_str_tuple(
             obj["interpreter_constraints"], join_path(path, "interpreter_constraints")
@@ -253,6 +257,9 @@ def read_runtime(value: object, path: str) -> Runtime:
             obj["complete_platforms"], join_path(path, "complete_platforms")
         ),
         pex=read_bundle_path(obj["pex"], join_path(path, "pex")),
+        environments=None
+        if environments is None
+        else read_str_tuple(environments, join_path(path, "environments")),
     )
 
 
@@ -363,14 +370,20 @@ class Runtime:
     platforms: tuple[str, ...]
     complete_platforms: tuple[str, ...]
     pex: str = PEX_PATH
+    # Where the wheels actually in the PEX let it run (`modelseal.verify.environments`), written
+    # by `modelseal manifest`; None in a bundle spec and in manifests written before it.
+    environments: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
+        document: dict[str, object] = {
             "interpreter_constraints": list(self.interpreter_constraints),
             "platforms": list(self.platforms),
             "complete_platforms": list(self.complete_platforms),
             "pex": self.pex,
         }
+        if self.environments is not None:
+            document["environments"] = list(self.environments)
+        return document
 
 
 @dataclass(frozen=True)

@@ -250,6 +250,8 @@ def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
 
 
 def _platforms(runtime: Runtime, environments: Sequence[str] | None) -> str:
+    if environments is None and runtime.environments is not None:
+        environments = runtime.environments
     if environments is None:
         declared = ", ".join(runtime.platforms + runtime.complete_platforms)
         return declared or "(not declared: the build host's)"

@@ -25,9 +25,14 @@ from typing import IO
 
 from packaging import tags
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from modelseal.errors import RuntimeCheckError
+from modelseal.verify.environments import (
+    LEGACY_MANYLINUX,
+    environments_from_wheels,
+    parse_wheel,
+    platform_parts,
+)
 from modelseal.verify.host import Host
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "check_constraints",
     "check_wheels",
     "environments_from_wheels",
+    "match_environment",
     "matches_constraint",
     "read_pex_info",
 ]
@@ -155,77 +161,6 @@ def read_pex_info(pex_path: str | IO[bytes], where: str) -> PexInfo | None:
     return PexInfo(tuple(constraints), tuple(wheels))
 
 
-def environments_from_wheels(wheels: Sequence[str]) -> list[str]:
-    """The environments a PEX's wheels let it run in, as `cp3N PLATFORM` for every platform
-    (C library or OS family and architecture, at the newest minimum version any wheel needs) and
-    interpreter for which every compiled distribution has a wheel; ["any"] when every wheel is
-    pure Python (the interpreter constraints then decide alone), [] when the compiled wheels share
-    no environment. A wheel's several platform tags are alternatives, so its oldest one counts;
-    `abi3` wheels serve their CPython and every later one. `modelseal inspect` shows this instead
-    of the manifest's declared platforms. One function, so that a finer model can replace it."""
-    by_project: dict[str, dict[tuple[str, str], tuple[tuple[int, int], set[int]]]] = {}
-    for name in wheels:
-        parsed = _parse_wheel(name)
-        if parsed is None or all(t.platform == "any" and t.abi == "none" for t in parsed[1]):
-            continue
-        project, wheel_tags = parsed
-        found = by_project.setdefault(project, {})
-        for tag in wheel_tags:
-            minors = _minors(tag)
-            for family, arch, version in _platforms(tag.platform):
-                old_version, old_minors = found.get((family, arch), (version, set()))
-                found[(family, arch)] = (min(old_version, version), old_minors | minors)
-    needs = list(by_project.values())
-    if not needs:
-        return ["any"]
-    result: list[str] = []
-    for key in sorted(set.intersection(*(set(need) for need in needs))):
-        version = max(need[key][0] for need in needs)
-        minors = set.intersection(*(need[key][1] for need in needs))
-        family, arch = key
-        platform = f"{family}_{version[0]}_{version[1]}_{arch}" if arch else family
-        result.extend(f"cp3{minor} {platform}" for minor in sorted(minors))
-    return result
-
-
-_MAX_MINOR = 13  # the newest CPython 3 modelseal runs on: abi3 wheels count up to it
-# `packaging` reads platform tags only for the running host; these name a tag's family,
-# minimum C library or OS version, and architecture.
-_VERSIONED = re.compile(r"(manylinux|musllinux|macosx)_(\d+)_(\d+)_(\w+)")
-_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-
-
-def _platforms(tag: str) -> list[tuple[str, str, tuple[int, int]]]:
-    """(family, architecture, minimum version) a platform tag stands for."""
-    match = _VERSIONED.fullmatch(tag)
-    if match:
-        family, major, minor, arch = match.groups()
-        arches = ("arm64", "x86_64") if arch == "universal2" else (arch,)
-        return [(family, a, (int(major), int(minor))) for a in arches]
-    for legacy, version in _LEGACY_MANYLINUX.items():
-        if tag.startswith(legacy + "_"):
-            return [("manylinux", tag[len(legacy) + 1 :], version)]
-    return [(tag, "", (0, 0))]  # linux_x86_64, win_amd64, ...: no version to compare
-
-
-def _minors(tag: tags.Tag) -> set[int]:
-    """The CPython 3 minor versions a wheel tag loads on."""
-    match = re.fullmatch(r"cp3(\d+)", tag.interpreter)
-    if match is None:
-        return set(range(_MAX_MINOR + 1)) if tag.interpreter in ("py3", "py30") else set()
-    first = int(match.group(1))
-    return set(range(first, _MAX_MINOR + 1)) if tag.abi == "abi3" else {first}
-
-
-def _parse_wheel(filename: str) -> tuple[str, frozenset[tags.Tag]] | None:
-    """The wheel's normalised project name and its tags; None for a name that is not a wheel's."""
-    try:
-        name, _, _, wheel_tags = parse_wheel_filename(filename)
-    except InvalidWheelFilename:
-        return None
-    return str(name), wheel_tags
-
-
 # -- which wheels the host loads --------------------------------------------------------------
 
 
@@ -238,7 +173,7 @@ def _host_platforms(host: Host) -> list[str]:
             return [f"linux_{arch}"]
         major, newest = host.glibc
         result = [f"manylinux_{major}_{minor}_{arch}" for minor in range(newest, -1, -1)]
-        for legacy, version in _LEGACY_MANYLINUX.items():
+        for legacy, version in LEGACY_MANYLINUX.items():
             if version <= host.glibc:
                 result.append(f"{legacy}_{arch}")
         return [*result, f"linux_{arch}"]
@@ -267,11 +202,11 @@ def _undecidable(platform: str, host: Host) -> bool:
     library, glibc or macOS version) would tell."""
     arch = host.machine
     if host.system == "linux" and platform.endswith(f"_{arch}"):
-        legacy = platform.startswith(tuple(_LEGACY_MANYLINUX))
+        legacy = platform.startswith(tuple(LEGACY_MANYLINUX))
         many = legacy or platform.startswith("manylinux_")
         return platform.startswith("musllinux_") or (many and host.glibc is None)
     if host.system == "darwin" and host.macos is None and platform.startswith("macosx_"):
-        return any(a == arch for _, a, _ in _platforms(platform))
+        return any(a == arch for _, a, _ in platform_parts(platform))
     return False
 
 
@@ -292,7 +227,7 @@ def check_wheels(wheels: Sequence[str], host: Host, where: str) -> str:
     by_project: dict[str, list[tuple[str, frozenset[tags.Tag]]]] = {}
     unreadable = 0
     for name in wheels:
-        parsed = _parse_wheel(name)
+        parsed = parse_wheel(name)
         if parsed is None:
             unreadable += 1
             continue
@@ -316,3 +251,50 @@ def check_wheels(wheels: Sequence[str], host: Host, where: str) -> str:
     if undecided or unreadable:
         detail += f" ({undecided + unreadable} not decidable here)"
     return detail
+
+
+# -- which environment the host is --------------------------------------------------------------
+
+
+def match_environment(environments: Sequence[str], host: Host) -> tuple[str | None, str]:
+    """(the environment of `environments_from_wheels` this host is, "") or (None, why none is),
+    the reason being the first an operator can act on: the architecture (or OS), then the C
+    library or macOS version, then the interpreter. ["any"] and [] match trivially: pure-Python
+    wheels leave it to the constraints, and wheels sharing no environment to `check_wheels`."""
+    if list(environments) in (["any"], []):
+        return (environments[0] if environments else None), ""
+    loads = set(_host_platforms(host))
+    own = f"cp{host.version[0]}{host.version[1]}" if host.implementation == "CPython" else ""
+    parsed = [(env, *env.split(" ", 1)) for env in environments if " " in env]
+    fits = [(env, python) for env, python, plat in parsed
+            if plat in loads or _undecidable(plat, host)]
+    for env, python in fits:
+        if python == own:
+            return env, ""
+    if fits:
+        built = ", ".join(sorted({python for _, python in fits}))
+        return None, f"interpreter: built for {built}, this is {_interpreter(host)}"
+    arch = sorted({plat for _, _, plat in parsed if _same_arch(plat, host)})
+    if not arch:
+        built = ", ".join(sorted({plat for _, _, plat in parsed}))
+        return None, f"architecture: built for {built}, this is {host.system} {host.machine}"
+    if host.system == "darwin":
+        found = "macOS " + (".".join(map(str, host.macos)) if host.macos else "unknown")
+        return None, f"macOS too old: built for {', '.join(arch)}, this is {found}"
+    found = "glibc " + (".".join(map(str, host.glibc)) if host.glibc else "unknown")
+    return None, f"glibc too old: built for {', '.join(arch)}, this host has {found}"
+
+
+def _same_arch(platform: str, host: Host) -> bool:
+    """Whether a platform tag is for this host's OS and architecture, at any version."""
+    systems = {"manylinux": "linux", "musllinux": "linux", "macosx": "darwin"}
+    for family, arch, _ in platform_parts(platform):
+        if arch and systems.get(family) == host.system and arch == host.machine:
+            return True
+        if not arch and platform in _host_platforms(host):
+            return True
+    return False
+
+
+def _interpreter(host: Host) -> str:
+    return f"{host.implementation} {host.version[0]}.{host.version[1]}"

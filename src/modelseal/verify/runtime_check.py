@@ -8,9 +8,17 @@ from __future__ import annotations
 import os
 import sys
 
+from modelseal.errors import RuntimeCheckError
 from modelseal.format.manifest import Manifest
 from modelseal.verify.host import Host
-from modelseal.verify.hostcheck import check_constraints, check_wheels, read_pex_info
+from modelseal.verify.hostcheck import (
+    REBUILD,
+    check_constraints,
+    check_wheels,
+    environments_from_wheels,
+    match_environment,
+    read_pex_info,
+)
 from modelseal.verify.report import RuntimeMatch, VerifyOptions
 
 __all__ = ["runtime_line", "verify_5_runtime"]
@@ -34,7 +42,7 @@ def verify_5_runtime(root: str, manifest: Manifest, options: VerifyOptions) -> R
     else:
         where = f"{manifest.runtime.pex}: PEX-INFO"
         pex_wanted = check_constraints(info.interpreter_constraints, host, where)
-        wheels = check_wheels(info.wheels, host, f"{manifest.runtime.pex}: .deps")
+        wheels = _environment(info.wheels, manifest, host)
     return RuntimeMatch(
         python=options.python or sys.executable,
         implementation=host.implementation,
@@ -46,6 +54,27 @@ def verify_5_runtime(root: str, manifest: Manifest, options: VerifyOptions) -> R
         pex_constraint=pex_wanted,
         wheels=wheels,
     )
+
+
+def _environment(wheels: tuple[str, ...], manifest: Manifest, host: Host) -> str:
+    """The environment of the PEX's wheels (`environments_from_wheels`, which the manifest
+    records) this host is, then every distribution's wheel; RuntimeCheckError naming the
+    environments it lacks and why none fits (architecture, glibc, interpreter)."""
+    where = f"{manifest.runtime.pex}: .deps"
+    environments = environments_from_wheels(wheels)
+    matched, why = match_environment(environments, host)
+    glibc = f" glibc {host.glibc[0]}.{host.glibc[1]}" if host.glibc else ""
+    if matched is None and environments:
+        raise RuntimeCheckError(
+            what=f"model.pex has no environment for this host ({why})",
+            where=where,
+            remedy=REBUILD + "; or add this host's complete platform to the model's"
+            " complete_platforms (3rdparty/platforms)",
+            expected="one of " + ", ".join(environments),
+            found=host.describe() + glibc,
+        )
+    detail = check_wheels(wheels, host, where)
+    return detail if matched in (None, "any") else f"{detail}; environment {matched}"
 
 
 def runtime_line(match: RuntimeMatch) -> str:
