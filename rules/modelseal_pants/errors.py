@@ -29,6 +29,10 @@ class SourceDateEpochError(ModelsealPluginError):
     """SOURCE_DATE_EPOCH is set to something other than a whole number of seconds."""
 
 
+class DirtyTreeError(ModelsealPluginError):
+    """A release build from a work tree that differs from its commit, without `allow_dirty`."""
+
+
 class LockfileError(ModelsealPluginError):
     """A model's resolve has no lockfile to record in the manifest."""
 

@@ -164,6 +164,20 @@ class VerifyBundle(ToolCommand):
 
 
 @dataclass(frozen=True)
+class GuardPex(ToolCommand):
+    pex: str
+    versions: tuple[str, ...]  # MAJOR.MINOR
+    constraints: tuple[str, ...]
+
+    def argv(self) -> tuple[str, ...]:
+        return (
+            "guard-pex", self.pex,
+            *(f"--python={v}" for v in self.versions),
+            *(f"--constraint={c}" for c in self.constraints),
+        )
+
+
+@dataclass(frozen=True)
 class ReproduceModels(ToolCommand):
     workspace: str
     report: str

@@ -47,7 +47,12 @@ from pants.util.logging import LogLevel
 
 from modelseal_pants import artifact, evaluation, package_steps, unowned
 from modelseal_pants.artifact import CheckedModelArtifact, ModelArtifactFieldSet
-from modelseal_pants.build_info import BuildInfo, BuildInfoRequest
+from modelseal_pants.build_info import (
+    BuildInfo,
+    BuildInfoRequest,
+    WorktreeChecked,
+    WorktreeCheckRequest,
+)
 from modelseal_pants.errors import UnownedImportError
 from modelseal_pants.evaluation import (
     MEASUREMENTS_PATH,
@@ -107,6 +112,10 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
         raise UnownedImportError(
             unowned.message(str(fs.address), {resolve.name: resolve.lockfile.url})
         )
+    await Get(
+        WorktreeChecked,
+        WorktreeCheckRequest(info.dirty, info.dirty_sha256, keys.development),
+    )
     pex = await Get(ModelPex, ModelPexRequest(fs, checked.roots, runtime.digest))
     weight_entries, pex_entries = await MultiGet(
         Get(DigestEntries, Digest, checked.weights.digest), Get(DigestEntries, Digest, pex.digest)

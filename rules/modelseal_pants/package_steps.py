@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.target_types import EntryPoint
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.backend.python.util_rules.pex import (
@@ -41,7 +42,7 @@ from pants.version import VERSION as PANTS_VERSION
 
 from modelseal_pants.artifact import CheckedModelArtifact, ModelArtifactFieldSet
 from modelseal_pants.build_info import BuildInfo
-from modelseal_pants.invocation import ToolInvocation, WriteArchive, WriteManifest
+from modelseal_pants.invocation import GuardPex, ToolInvocation, WriteArchive, WriteManifest
 from modelseal_pants.signing import (
     KNOWN_DIGESTS_PATH,
 )
@@ -90,7 +91,7 @@ class ModelPex:
 
 
 @rule(desc="Building model.pex", level=LogLevel.DEBUG)
-async def build_model_pex(request: ModelPexRequest) -> ModelPex:
+async def build_model_pex(request: ModelPexRequest, python_setup: PythonSetup) -> ModelPex:
     fs = request.fs
     complete_platforms = await Get(
         CompletePlatforms, UnparsedAddressInputs, fs.complete_platforms.to_unparsed_address_inputs()
@@ -112,9 +113,24 @@ async def build_model_pex(request: ModelPexRequest) -> ModelPex:
         ),
     )
     pex = await Get(Pex, PexRequest, await _without_empty_superset(pex_request))
-    return ModelPex(
-        pex.digest, tuple(sorted(str(c) for c in pex_request.interpreter_constraints))
+    recorded = tuple(sorted(str(c) for c in pex_request.interpreter_constraints))
+    if pex_request.platforms or pex_request.complete_platforms:
+        return ModelPex(pex.digest, recorded)
+    # pex would re-execute a wrong interpreter under another one from PATH: the tool puts a guard
+    # in front of its bootstrap that names the versions these constraints allow, in one line.
+    versions = pex_request.interpreter_constraints.partition_into_major_minor_versions(
+        python_setup.interpreter_versions_universe
     )
+    guarded = await Get(
+        ProcessResult,
+        ToolInvocation(
+            GuardPex("model.pex", tuple(versions), recorded),
+            pex.digest,
+            f"Guarding model.pex for {fs.address} against other interpreters",
+            output_files=("model.pex",),
+        ),
+    )
+    return ModelPex(guarded.output_digest, recorded)
 
 
 def manifest_spec(
@@ -150,6 +166,8 @@ def manifest_spec(
             "source_date_epoch": info.source_date_epoch,
             "lock_sha256": checked.lock.file_digest.fingerprint,
             "pants_version": PANTS_VERSION,
+            "dirty": info.dirty,
+            "dirty_sha256": info.dirty_sha256,
         },
     }
 

@@ -1,17 +1,70 @@
-"""`[modelseal]` options: where the plugin finds the modelseal code it runs and embeds."""
+"""`[modelseal]` options: where the plugin finds the modelseal code it runs and embeds; the keys.
+
+The tool is a Python tool like Pants' own (`PythonToolRequirementsBase`): by default it is
+`modelseal==<this plugin's version>`, installed from the hash-pinned lock shipped inside the plugin
+wheel (`resource://modelseal_pants/modelseal.lock`, written by `build-support/tool-lock`); a
+repository may instead install it from one of its own resolves (`install_from_resolve`), or, as
+modelseal's own repository does, build it from sources in the tree (`tool`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar
 
-from pants.option.option_types import DictOption, IntOption, StrListOption, StrOption
-from pants.option.subsystem import Subsystem
+from pants.backend.python.subsystems.python_tool_base import PythonToolRequirementsBase
+from pants.option.option_types import BoolOption, DictOption, IntOption, StrListOption, StrOption
 from pants.util.strutil import softwrap
 
+PLUGIN_DISTRIBUTION = "modelseal-pants"
 
-class ModelsealSubsystem(Subsystem):
+
+def plugin_version() -> str:
+    """The version of this plugin, which is also the version of the modelseal tool it asks for.
+
+    Installed as a wheel, the distribution's metadata says it (the wheel's version comes from
+    `src/modelseal/_version.py`). Loaded from modelseal's own tree (`[GLOBAL].pythonpath`), that
+    same file is read beside it; anywhere else the version is unknown and the default requirement
+    is unpinned.
+    """
+    try:
+        return metadata.version(PLUGIN_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        pass
+    in_tree = Path(__file__).resolve().parents[2] / "src" / "modelseal" / "_version.py"
+    if in_tree.is_file():
+        found = re.search(r'^__version__ = "([^"]+)"$', in_tree.read_text(), re.MULTILINE)
+        if found:
+            return found.group(1)
+    return ""
+
+
+VERSION = plugin_version()
+
+
+class ModelsealSubsystem(PythonToolRequirementsBase):
     options_scope = "modelseal"
-    help = "Options for packaging `model_artifact` targets with modelseal."
+    help = softwrap(
+        """
+        Options for packaging `model_artifact` targets with modelseal: the modelseal tool the
+        rules run (like Pants' own tools, a requirement installed from a lock) and the keys.
+
+        By default the tool is `modelseal` of the plugin's own version, installed from the
+        hash-pinned lock inside the plugin wheel; pip fetches it from `[python-repos]` (the
+        package index, or `find_links` naming a directory that holds the modelseal wheels).
+        To pin it yourself, set `install_from_resolve` to a resolve of yours that holds
+        `modelseal==<version>` (and `requirements = ["modelseal"]`): see docs/adopting.md.
+        """
+    )
+
+    default_version = f"modelseal=={VERSION}" if VERSION else "modelseal"
+    default_requirements = (default_version,)
+    register_interpreter_constraints = True
+    default_interpreter_constraints: ClassVar[Sequence[str]] = ["CPython>=3.9,<3.14"]
+    default_lockfile_resource = ("modelseal_pants", "modelseal.lock")
 
     owner_key = StrOption(
         default=None,
@@ -88,6 +141,17 @@ class ModelsealSubsystem(Subsystem):
             """
         ),
     )
+    allow_dirty = BoolOption(
+        default=False,
+        help=softwrap(
+            """
+            Let a build that signs with release keys run from a work tree that differs from its
+            commit (uncommitted changes, untracked files). Either way the manifest records
+            `dirty` and the sha256 of the difference; without this option such a release build
+            fails, and a development build warns once.
+            """
+        ),
+    )
     layout_validity_days = IntOption(
         default=365,
         help=softwrap(
@@ -111,27 +175,29 @@ class ModelsealSubsystem(Subsystem):
         return f"{role}_key"
 
     tool = StrOption(
-        default="//src/modelseal:lib",
+        default=None,
         advanced=True,
         help=softwrap(
             """
-            The python_sources of the modelseal tool (`modelseal.cli.main:main`), which the package
-            rule builds into a PEX and runs in the sandbox to write manifests and archives.
+            Build the tool from sources in this repository instead of installing it: the address
+            of its python_sources (`modelseal.cli.main:main`), e.g. `//src/modelseal:lib` in
+            modelseal's own repository. Unset (the default), the tool is installed from its
+            requirement and lock (see `version`, `lockfile`, `install_from_resolve`).
             """
         ),
     )
     runtime = StrListOption(
-        default=[
-            "//src/modelseal/embedded/runtime.py:lib",
-            "//src/modelseal/embedded/training.py:lib",
-        ],
+        default=[],
         advanced=True,
         help=softwrap(
             """
             The stdlib-only modules that model PEXes start in: `modelseal.embedded.runtime` (every
             `model.pex`: reads the manifest beside the PEX, checks the weights' digests, calls
-            the handler) and `modelseal.embedded.training` (the PEX a `model_training` target runs).
-            Their sources are added to those PEXes whatever the model's resolve.
+            the handler) and `modelseal.embedded.training` (the PEX a `model_training` target
+            runs), as addresses of python_sources in this repository. Empty (the default), they
+            are taken from the installed tool (`modelseal runtime-sources`), so a model embeds the
+            runtime of the tool that packaged it. Either way they are added to those PEXes
+            whatever the model's resolve.
             """
         ),
     )

@@ -298,6 +298,20 @@ class ModelArtifactTarget(Target):
         `<model_name>-<version>.tar`. `python model.pex info` summarizes the bundle; `python
         model.pex predict < inputs.json` checks the weights' digests, loads them with the
         handler and prints predictions. `modelseal verify` checks it all on a deployment host.
+
+        Where a model may live: in any directory. Its weights are paths relative to the BUILD
+        file and need no source root; its handler code is ordinary `python_sources`, so the
+        directory that holds the `entry_point` package must be under one of your source roots
+        (`[source].root_patterns` or `marker_filenames`). With a model in `ml/vision/edges/` and
+        `root_patterns = ["/ml/vision"]`, the handler `ml/vision/edges/handler.py` is
+        `entry_point="edges.handler"`; a `NoSourceRootError` means the directory is under no root.
+
+        How a model picks its resolve: from its handler code. `model.pex` is built from the
+        `python_sources` (and requirements) in `dependencies`, which all must share one resolve:
+        each target's `resolve` field, else `[python].default_resolve`; set it for a directory
+        at once with `__defaults__({python_sources: dict(resolve="models")})`. The resolve's
+        lockfile pins every third-party distribution in `model.pex`, and its digest is recorded
+        in the manifest. `interpreter_constraints` default to those of that code.
         """
     )
 

@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pants.backend.python.target_types import EntryPoint, PythonRequirementsField, PythonSourceField
-from pants.backend.python.util_rules.pex import PexRequest, VenvPex
+from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
 from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
 from pants.core.util_rules.source_files import SourceFilesRequest
 from pants.core.util_rules.stripped_source_files import StrippedSourceFiles
 from pants.engine.addresses import Addresses, UnparsedAddressInputs
-from pants.engine.fs import Digest
+from pants.engine.fs import Digest, RemovePrefix
+from pants.engine.process import ProcessResult
 from pants.engine.rules import Get, Rule, collect_rules, rule
 from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
 from pants.util.logging import LogLevel
@@ -46,26 +47,42 @@ class RuntimeSources:
     digest: Digest
 
 
+RUNTIME_DIR = "__modelseal_runtime"
+
+
 def _addresses(specs: list[str], option: str) -> UnparsedAddressInputs:
     return UnparsedAddressInputs(
         specs, owning_address=None, description_of_origin=f"the option `[modelseal].{option}`"
     )
 
 
+TOOL_MAIN = EntryPoint("modelseal.cli.main", "main")
+
+
 @rule(desc="Building the modelseal tool", level=LogLevel.DEBUG)
 async def build_modelseal_tool(
     _: ModelsealToolRequest, subsystem: ModelsealSubsystem
 ) -> ModelsealTool:
-    addresses = await Get(Addresses, UnparsedAddressInputs, _addresses([subsystem.tool], "tool"))
-    request = await Get(
-        PexRequest,
-        PexFromTargetsRequest(
-            addresses,
-            output_filename="modelseal-tool.pex",
-            internal_only=True,
-            main=EntryPoint("modelseal.cli.main", "main"),
-        ),
-    )
+    if subsystem.tool:
+        # From sources in this repository (modelseal's own tree sets `[modelseal].tool`).
+        addresses = await Get(
+            Addresses, UnparsedAddressInputs, _addresses([subsystem.tool], "tool")
+        )
+        request = await Get(
+            PexRequest,
+            PexFromTargetsRequest(
+                addresses,
+                output_filename="modelseal-tool.pex",
+                internal_only=True,
+                main=TOOL_MAIN,
+            ),
+        )
+    else:
+        # Installed: the requirement from the default lock in the plugin wheel, a custom lock, or
+        # a user resolve, as for Pants' own tools.
+        request = subsystem.to_pex_request(
+            interpreter_constraints=subsystem.interpreter_constraints, main=TOOL_MAIN
+        )
     return ModelsealTool(await Get(VenvPex, PexRequest, request))
 
 
@@ -73,6 +90,21 @@ async def build_modelseal_tool(
 async def gather_runtime_sources(
     _: RuntimeSourcesRequest, subsystem: ModelsealSubsystem
 ) -> RuntimeSources:
+    if not subsystem.runtime:
+        # The installed tool's own copy, so that a model embeds the runtime of the tool that
+        # packages it.
+        tool = await Get(ModelsealTool, ModelsealToolRequest())
+        result = await Get(
+            ProcessResult,
+            VenvPexProcess(
+                tool.pex,
+                argv=("runtime-sources", RUNTIME_DIR),
+                output_directories=(RUNTIME_DIR,),
+                description="Copying the modelseal runtime from the installed tool",
+                level=LogLevel.DEBUG,
+            ),
+        )
+        return RuntimeSources(await Get(Digest, RemovePrefix(result.output_digest, RUNTIME_DIR)))
     addresses = await Get(
         Addresses, UnparsedAddressInputs, _addresses(list(subsystem.runtime), "runtime")
     )

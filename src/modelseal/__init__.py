@@ -4,4 +4,6 @@ The core library and the `modelseal` command line. It imports nothing from Pants
 runs inside the build's sandbox and, as `modelseal.pex`, on any deployment host with CPython 3.9+.
 """
 
-__version__ = "0.1.0"
+from modelseal._version import __version__
+
+__all__ = ["__version__"]

@@ -34,6 +34,9 @@ def test_every_file_in_dist_is_byte_identical(builds: Builds) -> None:
     first, second = builds.first, builds.second
     digests = tree_digests(first)
     assert "modelseal.pex" in digests
+    # The two distributions, from two clones at different paths: byte-identical like the rest.
+    for wheel in ("modelseal-", "modelseal_pants-"):
+        assert [name for name in digests if name.startswith(wheel) and name.endswith(".whl")]
     for bundle in EXAMPLES:
         assert f"{bundle}/manifest.json" in digests
         assert f"{bundle}.tar" in digests

@@ -27,7 +27,13 @@ from pants.engine.internals.scheduler import ExecutionError
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
 from modelseal_pants import register
-from modelseal_pants.build_info import FALLBACK_EPOCH, BuildInfo, BuildInfoRequest
+from modelseal_pants.build_info import (
+    FALLBACK_EPOCH,
+    BuildInfo,
+    BuildInfoRequest,
+    WorktreeChecked,
+    WorktreeCheckRequest,
+)
 from modelseal_pants.package import ModelArtifactFieldSet
 from modelseal_pants.signing import PublicKeys, PublicKeysRequest
 from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
@@ -84,6 +90,10 @@ def options(validity_days: int = 73000) -> list[str]:
         "--python-bootstrap-search-path=['<PATH>', '<PYENV>']",
         # Not a git checkout: SOURCE_DATE_EPOCH falls back to 1980; the layout must live long.
         f"--modelseal-layout-validity-days={validity_days}",
+        # The tool and runtime from the sources written above, as in this repository's pants.toml.
+        "--modelseal-tool=//src/modelseal:lib",
+        "--modelseal-runtime=['//src/modelseal/embedded/runtime.py:lib', "
+        "'//src/modelseal/embedded/training.py:lib']",
     ]
 
 
@@ -105,6 +115,7 @@ def rule_runner(tmp_path: Path) -> RuleRunner:
             QueryRule(TrainedModel, [TrainModelRequest]),
             QueryRule(RuntimeSources, [RuntimeSourcesRequest]),
             QueryRule(BuildInfo, [BuildInfoRequest]),
+            QueryRule(WorktreeChecked, [WorktreeCheckRequest]),
             QueryRule(PublicKeys, [PublicKeysRequest]),
             QueryRule(DigestContents, [Digest]),
         ],
@@ -262,6 +273,63 @@ def test_source_date_epoch_from_the_environment(rule_runner: RuleRunner) -> None
     rule_runner.set_options(options(), env=env, env_inherit=INHERIT)
     with pytest.raises(ExecutionError, match="SOURCE_DATE_EPOCH must be a whole number"):
         rule_runner.request(BuildInfo, [BuildInfoRequest()])
+
+
+def git(root: str, *args: str) -> bytes:
+    env = {
+        "PATH": os.environ["PATH"], "HOME": root,
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z", "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z",
+    }
+    return subprocess.run(
+        ["git", "-C", root, *args], check=True, capture_output=True, env=env
+    ).stdout
+
+
+def test_a_dirty_work_tree_is_recorded(rule_runner: RuleRunner) -> None:
+    root = rule_runner.build_root
+    write_model(rule_runner)
+    Path(root, ".gitignore").write_text("/.pants.d/\n/dist/\n/.pids/\n")
+    git(root, "init", "--quiet")
+    git(root, "add", "-A")
+    git(root, "commit", "--quiet", "-m", "models")
+    clean = rule_runner.request(BuildInfo, [BuildInfoRequest()])
+    assert clean.commit == git(root, "rev-parse", "HEAD").decode().strip()
+    assert (clean.dirty, clean.dirty_sha256) == (False, "")
+    assert clean.source_date_epoch == 1767323045  # the commit's time, 2026-01-02T03:04:05Z
+
+    # A changed tracked file and a new untracked one.
+    Path(root, "models/toy/nested/scale.txt").write_text("3.5")
+    Path(root, "models/toy/notes.txt").write_text("not committed\n")
+    rule_runner.set_options(options(), env_inherit=INHERIT)  # a new session: git runs again
+    dirty = rule_runner.request(BuildInfo, [BuildInfoRequest()])
+    expected = hashlib.sha256(
+        git(root, "diff", "--no-ext-diff", "--no-color", "--binary", "HEAD")
+        + b"\0untracked\0"
+        + git(root, "ls-files", "-z", "--others", "--exclude-standard")
+    ).hexdigest()
+    assert (dirty.dirty, dirty.dirty_sha256) == (True, expected)
+    assert b"models/toy/notes.txt" in git(root, "ls-files", "-z", "--others", "--exclude-standard")
+
+
+def test_release_builds_refuse_a_dirty_work_tree(rule_runner: RuleRunner, tmp_path: Path) -> None:
+    digest = "ab" * 32
+    release = WorktreeCheckRequest(dirty=True, dirty_sha256=digest, development=False)
+    with pytest.raises(ExecutionError, match="allow_dirty") as failure:
+        rule_runner.request(WorktreeChecked, [release])
+    assert "uncommitted changes or untracked files" in str(failure.value)
+    # Clean release builds, development builds (a warning) and explicitly allowed ones pass.
+    assert rule_runner.request(
+        WorktreeChecked, [WorktreeCheckRequest(dirty=False, dirty_sha256="", development=False)]
+    ) == WorktreeChecked()
+    development = WorktreeCheckRequest(dirty=True, dirty_sha256=digest, development=True)
+    assert rule_runner.request(WorktreeChecked, [development]) == WorktreeChecked()
+    rule_runner.set_options(
+        [*options(), "--modelseal-allow-dirty"],
+        env={"XDG_DATA_HOME": str(tmp_path)}, env_inherit=INHERIT,
+    )
+    assert rule_runner.request(WorktreeChecked, [release]) == WorktreeChecked()
 
 
 def assert_package_fails(rule_runner: RuleRunner, *expected: str) -> None:

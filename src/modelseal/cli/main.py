@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import modelseal.cli.build
     import modelseal.cli.inspect
     import modelseal.cli.record
+    import modelseal.cli.runtime
     import modelseal.cli.signing
     import modelseal.cli.verify  # noqa: F401
 
@@ -241,6 +242,24 @@ COMMANDS: tuple[Command, ...] = (
         "signing:layout_arguments",
     ),
     Command("keygen", "generate a signing key", "signing:keygen", "signing:keygen_arguments"),
+    Command(
+        "runtime-sources",
+        "(internal) copy the embedded runtime's sources",
+        "runtime:runtime_sources",
+        "runtime:runtime_sources_arguments",
+        "Copy modelseal.embedded.runtime, modelseal.embedded.training and the modules they import "
+        "into DIR/modelseal/: the plugin adds them to every model.pex when modelseal is "
+        "installed from its wheel rather than built from sources in the repository.",
+    ),
+    Command(
+        "guard-pex",
+        "(internal) make model.pex refuse, in one line, an interpreter it was not built for",
+        "runtime:guard_pex",
+        "runtime:guard_pex_arguments",
+        "Rewrite a model.pex so that it runs only on the Python versions given with --python: "
+        "started by another interpreter, it prints one line naming the ones it needs and exits "
+        "8, instead of re-executing under another Python from PATH (docs/formats.md).",
+    ),
     Command(
         "keys", "export public keys, revoke keys", "signing:keys", "signing:keys_arguments"
     ),

@@ -318,7 +318,16 @@ def read_build(value: object, path: str, *, with_version: bool = True) -> Build:
     names = ["commit", "source_date_epoch", "lock_sha256", "pants_version"]
     if with_version:
         names.append("modelseal_version")
-    obj = read_object(value, path, names)
+    # Optional for bundles written before the build recorded the work tree's state.
+    obj = read_object(value, path, names, optional=("dirty", "dirty_sha256"))
+    dirty = obj.get("dirty", False)
+    if not isinstance(dirty, bool):
+        raise Invalid(join_path(path, "dirty"), f"expected true or false, found {_kind(dirty)}")
+    dirty_sha256 = obj.get("dirty_sha256", "")
+    if dirty:
+        dirty_sha256 = read_sha256(dirty_sha256, join_path(path, "dirty_sha256"))
+    elif dirty_sha256 != "":
+        raise Invalid(join_path(path, "dirty_sha256"), "must be empty when dirty is false")
     commit = read_str(obj["commit"], join_path(path, "commit"))
     if not COMMIT_RE.fullmatch(commit):
         raise Invalid(
@@ -341,6 +350,8 @@ def read_build(value: object, path: str, *, with_version: bool = True) -> Build:
             if with_version
             else ""
         ),
+        dirty=dirty,
+        dirty_sha256=str(dirty_sha256),
     )
 
 
@@ -408,6 +419,11 @@ class Build:
     lock_sha256: str
     pants_version: str
     modelseal_version: str
+    # Whether the work tree differed from `commit` when it was built (uncommitted changes or
+    # untracked files), and the sha256 of that difference (`git diff HEAD --binary`, then the
+    # untracked files' names): an auditor who rebuilds `commit` cannot expect the same bytes.
+    dirty: bool = False
+    dirty_sha256: str = ""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -416,4 +432,6 @@ class Build:
             "lock_sha256": self.lock_sha256,
             "pants_version": self.pants_version,
             "modelseal_version": self.modelseal_version,
+            "dirty": self.dirty,
+            "dirty_sha256": self.dirty_sha256,
         }

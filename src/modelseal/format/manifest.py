@@ -369,6 +369,7 @@ def describe(
     lines += _table(
         [
             ("commit", build.commit or "(unknown)"),
+            ("work tree", f"dirty (sha256 {build.dirty_sha256})" if build.dirty else "clean"),
             ("source date", _iso_date(build.source_date_epoch)),
             ("lock sha256", build.lock_sha256),
             ("pants", build.pants_version),

@@ -132,6 +132,8 @@ class BundleSpec:
                 lock_sha256=build.lock_sha256,
                 pants_version=build.pants_version,
                 modelseal_version=__version__,
+                dirty=build.dirty,
+                dirty_sha256=build.dirty_sha256,
             ),
             interface=self.interface,
             evaluation=self.evaluation,
