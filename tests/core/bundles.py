@@ -72,7 +72,12 @@ def manifest(**overrides: Any) -> dict[str, Any]:
         "metrics": source["metrics"],
         "license": source["license"],
         "description": source["description"],
-        "build": {**source["build"], "modelseal_version": __version__},
+        "build": {
+            **source["build"],
+            "modelseal_version": __version__,
+            "dirty": False,
+            "dirty_sha256": "",
+        },
     }
     result.update(copy.deepcopy(overrides))
     return result
