@@ -23,6 +23,8 @@ from modelseal import __version__
 from modelseal.cli import main as cli_main
 
 GENUINE = Path("modelseal.pex")
+# Where the PEX's code spells the version that `--version` prints.
+VERSION_FILE = "modelseal/_version.py"
 # The command line in a child process (imported here too, so the test depends on all of it).
 MAIN = f"import sys; from {cli_main.__name__} import main; sys.exit(main())"
 
@@ -39,8 +41,9 @@ def forge(genuine: Path, out: Path) -> None:
         with zipfile.ZipFile(f, "w") as forged:
             for item in source.infolist():
                 data = source.read(item)
-                if item.filename == "modelseal/__init__.py":
+                if item.filename == VERSION_FILE:
                     data = data.replace(f'"{__version__}"'.encode(), b'"FORGED"')
+                    assert b'"FORGED"' in data, f"{VERSION_FILE} no longer holds the version"
                 forged.writestr(item, data)
 
 

@@ -3,8 +3,9 @@ this build produced, nothing else of modelseal's (tests/e2e/foreign.py writes th
 
 The wheels come from `MODELSEAL_WHEELS` when set (a directory, e.g. a copy of dist/ after
 `./pants package src/modelseal:wheel rules/modelseal_pants:wheel`), else from the first of the two
-`./pants package ::` builds in conftest.py. Then, on the same wheels: `pip install --no-index
---find-links DIR modelseal` into new virtualenvs of CPython 3.9 and 3.13 verifies the bundle.
+`./pants package ::` builds in conftest.py. Then, on the same wheels, modelseal installed by pip
+with no index (`pip install --no-index --find-links DIR modelseal`) into new virtualenvs of
+CPython 3.9 and 3.13 verifies the bundle.
 """
 
 from __future__ import annotations
