@@ -280,6 +280,7 @@ def test_no_command(bundle: Bundle, capsys: Any) -> None:
 
 ALLOWED = {
     "modelseal",
+    "modelseal._version",
     "modelseal.embedded",
     "modelseal.embedded.runtime",
     "modelseal.format",

@@ -2,9 +2,11 @@
 depends on one pinned package (so that a changed lock entry shows in its PEX), and one whose
 training writes random bytes (so that `pants reproduce` has something to catch).
 
-The tiny model takes its one package from the `python-default` resolve, whose lock the build
-installs anyway for the modelseal tool: an uncached build of it costs seconds, not the minute that
-installing the `models` lock (numpy, scipy, scikit-learn) takes."""
+The tiny model takes its one package, `packaging`, from the `python-default` resolve (the
+requirement 3rdparty/python declares: a second python_requirement for it would make its owner
+ambiguous, which `model_artifact` refuses), whose lock the build installs anyway for the modelseal
+tool: an uncached build of it costs seconds, not the minute that installing the `models` lock
+(numpy, scipy, scikit-learn) takes."""
 
 from __future__ import annotations
 
@@ -19,15 +21,13 @@ from e2e.repo import shared_cache
 TINY_BUILD = '''\
 python_sources(name="lib", resolve="python-default", interpreter_constraints=["CPython==3.11.*"])
 
-python_requirement(name="packaging", requirements=["packaging"], resolve="python-default")
-
 model_artifact(
     name="model",
     model_name="tiny",
     version="0.1.0",
     license="MIT",
     entry_point="tiny.handler",
-    dependencies=[":lib", ":packaging"],
+    dependencies=[":lib"],
     weights=["*.bin"],
     metrics={},
     interpreter_constraints=["CPython==3.11.*"],

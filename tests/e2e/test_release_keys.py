@@ -115,6 +115,10 @@ def keyfiles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyFiles]:
         "PANTS_MODELSEAL_TRAIN_KEY": f"file:{keys / 'train.pem'}{passphrase}",
         "PANTS_MODELSEAL_PACKAGE_KEY": f"file:{keys / 'package.pem'}{passphrase}",
         "PANTS_MODELSEAL_RELEASE_KEY": f"file:{keys / 'package.pem'}{passphrase}",
+        # These tests change the work tree between release builds (keys, imported links, a
+        # model's description) and are about keys and caches: a release build refuses a dirty
+        # tree unless allowed, which tests/plugin/test_model_rules.py tests both ways.
+        "PANTS_MODELSEAL_ALLOW_DIRTY": "true",
     }
     if "PYENV_ROOT" in os.environ:
         env["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
