@@ -152,8 +152,14 @@ def sbom_bytes(
 ) -> bytes:
     """The SBOM's canonical JSON bytes, validated against the CycloneDX 1.6 JSON schema."""
     from cyclonedx.contrib.license.factories import LicenseFactory
-    from cyclonedx.model import ExternalReference, ExternalReferenceType, HashType, Property
-    from cyclonedx.model import XsUri
+    from cyclonedx.model import (
+        ExternalReference,
+        ExternalReferenceType,
+        HashAlgorithm,
+        HashType,
+        Property,
+        XsUri,
+    )
     from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import Component, ComponentType
     from cyclonedx.output.json import JsonV1Dot6
@@ -173,7 +179,7 @@ def sbom_bytes(
                 bom_ref=f"pkg:pypi/{canonicalize_name(dist.name)}@{dist.version}",
                 purl=PackageURL(type="pypi", name=canonicalize_name(dist.name),
                                 version=dist.version),
-                hashes=[HashType.from_composite_str(f"sha256:{h}") for h in dist.sha256],
+                hashes=[HashType(alg=HashAlgorithm.SHA_256, content=h) for h in dist.sha256],
                 licenses=[licenses.make_from_string(text) for text in dist.licenses],
                 properties=[Property(name="modelseal:wheel", value=dist.wheel)],
             )
@@ -187,7 +193,7 @@ def sbom_bytes(
         components.append(
             Component(
                 name=name, type=ComponentType.DATA, bom_ref=ref,
-                hashes=[HashType.from_composite_str(f"sha256:{digest}")],
+                hashes=[HashType(alg=HashAlgorithm.SHA_256, content=digest)],
                 external_references=(
                     [ExternalReference(type=ExternalReferenceType.DISTRIBUTION,
                                        url=XsUri(location))]
@@ -203,7 +209,7 @@ def sbom_bytes(
         bom_ref=model_ref,
         description=manifest.description or None,
         licenses=[licenses.make_from_string(manifest.license)] if manifest.license else [],
-        hashes=[HashType.from_composite_str(f"sha256:{pex_sha256}")],
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=pex_sha256)],
         properties=[
             Property(name="modelseal:manifest-sha256", value=manifest_sha256),
             Property(name="modelseal:entry-point", value=manifest.entry_point),
