@@ -22,11 +22,12 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import SSlibKey
 
+from core.bundles import file_rows, manifest
 from core.signing_fixtures import Keys, layout_and_sign, make_keys
 from core.verify_fixtures import resign
-from core.bundles import file_rows, manifest
 from modelseal.cli.main import main
 from modelseal.errors import EXIT_PROVENANCE_CHECK, EXIT_VULNERABLE, VulnerabilityError
 from modelseal.format.canonical import canonical_json
@@ -168,7 +169,7 @@ def test_provenance_verifies_with_securesystemslib_and_names_the_build(
     envelope = Envelope.from_dict(json.loads(raw))
     builder = keys.signers["builder"]
     assert builder.key_id in envelope.verify([_sslib_key(builder)], 1)
-    with pytest.raises(Exception):
+    with pytest.raises(VerificationError):
         Envelope.from_dict(json.loads(raw)).verify([_sslib_key(keys.signers["release"])], 1)
     statement = json.loads(base64.b64decode(json.loads(raw)["payload"]))
     assert statement["predicateType"] == PREDICATE_TYPE
@@ -300,3 +301,17 @@ def test_verify_policy_refuses_a_vulnerable_bundle(
     (tmp_path / "policy" / "osv" / "GHSA-test-cryptography.json").unlink()
     assert _verify(bundle, keys, "--policy", str(policy)) == 0
     assert "no advisory rated critical or higher" in capsys.readouterr().out
+
+
+def test_inspect_shows_the_sbom_and_the_provenance(
+    tmp_path: Path, keys: Keys, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = _bundle(str(tmp_path), keys)
+    assert main(["inspect", bundle]) == 0
+    out = capsys.readouterr().out
+    assert "CycloneDX 1.6: machine-learning-model iris 1.0.0, 2 distributions" in out
+    short = keys.signers["builder"].key_id[:16]
+    assert f"https://slsa.dev/provenance/v1, key {short}, 4 subjects" in out
+    Path(bundle, PROVENANCE_PATH).write_bytes(b"{}\n")
+    assert main(["inspect", bundle]) == 0
+    assert f"{PROVENANCE_PATH} is not a DSSE envelope" in capsys.readouterr().out

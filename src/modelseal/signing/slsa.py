@@ -121,7 +121,9 @@ def verify_provenance_envelope(
         signatures = document["signatures"]
         statement = load_json(payload)
     except Exception as e:  # malformed input: many exception types, one meaning
-        raise fail("payload", f"not a DSSE envelope of a JSON statement ({type(e).__name__})")
+        raise fail(
+            "payload", f"not a DSSE envelope of a JSON statement ({type(e).__name__})"
+        ) from None
     if payload_type != PAYLOAD_TYPE:
         raise fail("payloadType", f"expected {PAYLOAD_TYPE!r}, found {payload_type!r}")
     signed = pae(PAYLOAD_TYPE, payload)

@@ -154,7 +154,7 @@ def _severity(record: dict[str, object]) -> str:
                 ranks.append(str(CVSS3(score).severities()[0]).lower())
             elif score.startswith("CVSS:4"):
                 ranks.append(str(CVSS4(score).severity).lower())
-        except Exception:  # noqa: BLE001 (a malformed vector rates the advisory unknown)
+        except Exception:  # a malformed vector rates the advisory unknown
             ranks.append("unknown")
     specific = record.get("database_specific")
     if isinstance(specific, dict) and isinstance(specific.get("severity"), str):

@@ -35,7 +35,10 @@ def check_build_provenance(
         )
     signed = layout["signed"]  # type: ignore[index]
     package_ids = [
-        key_id for step in signed["steps"] if step["name"] == "package" for key_id in step["pubkeys"]
+        key_id
+        for step in signed["steps"]
+        if step["name"] == "package"
+        for key_id in step["pubkeys"]
     ]
     trusted = {
         key_id: PublicKey.from_pem(
