@@ -180,5 +180,5 @@ class VulnerabilityError(VerificationError):
     severity (`modelseal audit-deps`, the build's gate, verify's policy): its own code, so a
     pipeline can tell "patch a dependency" from every other refusal."""
 
-    check: ClassVar[str] = "vulnerabilities"
+    check: ClassVar[str] = "policy"  # in verify, the policy's gate (docs/report.schema.json)
     exit_code: ClassVar[int] = EXIT_VULNERABLE

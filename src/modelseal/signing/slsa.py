@@ -115,11 +115,11 @@ def verify_provenance_envelope(
         return ProvenanceCheckError(what=what, where=f"{PROVENANCE_PATH}: {field}", remedy=_REMEDY)
 
     try:
-        document = load_json(data)
+        document: Any = load_json(data)
         payload = base64.b64decode(document["payload"], validate=True)
         payload_type = document["payloadType"]
-        signatures = document["signatures"]
-        statement = load_json(payload)
+        signatures = list(document["signatures"])
+        statement: Any = load_json(payload)
     except Exception as e:  # malformed input: many exception types, one meaning
         raise fail(
             "payload", f"not a DSSE envelope of a JSON statement ({type(e).__name__})"
@@ -127,11 +127,7 @@ def verify_provenance_envelope(
     if payload_type != PAYLOAD_TYPE:
         raise fail("payloadType", f"expected {PAYLOAD_TYPE!r}, found {payload_type!r}")
     signed = pae(PAYLOAD_TYPE, payload)
-    good = [
-        s for s in signatures if isinstance(s, dict) and s.get("keyid") in trusted
-        and trusted[s["keyid"]].verify(base64.b64decode(str(s.get("sig", ""))), signed)
-    ]
-    if not good:
+    if not any(_signed_by(s, trusted, signed) for s in signatures):
         raise fail("signatures", "no valid signature by a package key the layout trusts")
     if not isinstance(statement, dict) or statement.get("predicateType") != PREDICATE_TYPE:
         raise fail("predicateType", f"expected {PREDICATE_TYPE!r}")
@@ -141,9 +137,20 @@ def verify_provenance_envelope(
     for index, subject in enumerate(subjects):
         name = subject.get("name") if isinstance(subject, dict) else None
         digest = (subject.get("digest") or {}).get("sha256") if isinstance(subject, dict) else None
-        if name not in digests or digests[name] != digest:
+        if not isinstance(name, str) or digests.get(name) != digest:
             raise fail(
                 f"subject[{index}]",
                 f"{name!r} is not a bundle file with sha256 {digest}",
             )
     return statement
+
+
+def _signed_by(signature: object, trusted: Mapping[str, PublicKey], signed: bytes) -> bool:
+    """Whether `signature` (a DSSE signature entry) is a valid one by a `trusted` key."""
+    if not isinstance(signature, dict) or signature.get("keyid") not in trusted:
+        return False
+    try:
+        raw = base64.b64decode(str(signature.get("sig", "")), validate=True)
+    except ValueError:
+        return False
+    return trusted[str(signature["keyid"])].verify(raw, signed)
