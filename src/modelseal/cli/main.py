@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     # inference puts every command's module into the tool PEX and the tests' sandboxes.
     import modelseal.cli.audit
     import modelseal.cli.build
+    import modelseal.cli.evidence
     import modelseal.cli.inspect
     import modelseal.cli.record
     import modelseal.cli.runtime

@@ -165,7 +165,7 @@ def sbom_bytes(
     from cyclonedx.output.json import JsonV1Dot6
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
-    from packageurl import PackageURL
+    from packageurl import PackageURL  # pants: no-infer-dep (cyclonedx-python-lib's dependency)
 
     licenses = LicenseFactory()
     pins = lock_pins(lock, lock_source)
