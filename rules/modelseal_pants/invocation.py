@@ -170,7 +170,7 @@ class CheckProvenance(ToolCommand):
 
 @dataclass(frozen=True)
 class VerifyBundle(ToolCommand):
-    archive: str
+    bundle: str  # a bundle directory or its tar
     trust: str
     release_key: str
     policy: str = ""
@@ -178,7 +178,7 @@ class VerifyBundle(ToolCommand):
 
     def argv(self) -> tuple[str, ...]:
         return (
-            "verify", self.archive, f"--trust={self.trust}", f"--release-key={self.release_key}",
+            "verify", self.bundle, f"--trust={self.trust}", f"--release-key={self.release_key}",
             *((f"--policy={self.policy}",) if self.policy else ()),
             *(("--allow-development",) if self.allow_development else ()),
         )

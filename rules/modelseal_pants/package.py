@@ -1,4 +1,4 @@
-"""`pants package` for `model_artifact`: runtime PEX + weights + manifest -> bundle and tar.
+"""`pants package` for `model_artifact`: runtime PEX + weights + manifest -> bundle (and tar).
 
 The rule gathers what Pants already knows as digests (the weights' sha256 and sizes among them, so
 nothing is hashed twice), and the modelseal tool decides every byte of the manifest and the tar.
@@ -14,7 +14,10 @@ nothing is hashed twice), and the modelseal tool decides every byte of the manif
               model; with a model_evaluation also evaluation.json, the manifest again with its
               summary, and the measurement, whose numbers only the evaluate link records)
 6. sign       `SignBundleRequest -> SignedBundle`     (signing.py: layout, links, model.sig)
-7. archive    `ArchiveRequest -> BundleArchive`         (package_steps.py)
+7. archive    `ArchiveRequest -> BundleArchive`         (package_steps.py), only with the
+              `archive` field or `[modelseal].archive`: the tar is a second read, hash and write
+              of every weight (docs/benchmarks.md), and the directory alone is what `verify`,
+              `model_signing` and the publishers take.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ from modelseal_pants.signing import (
     SigningKeys,
     SigningKeysRequest,
 )
+from modelseal_pants.subsystem import ModelsealSubsystem
 from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
 from modelseal_pants.unowned import UnownedImports, UnownedImportsRequest
 
@@ -96,7 +100,9 @@ async def _package_materials(
 
 
 @rule(desc="Packaging a model artifact", level=LogLevel.DEBUG)
-async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
+async def package_model_artifact(
+    fs: ModelArtifactFieldSet, subsystem: ModelsealSubsystem
+) -> BuiltPackage:
     """The steps, in order: check, build model.pex, write the manifest, assemble, sign (train,
     package and sign links, layout, model.sig: `signing.sign_bundle`), archive."""
     checked = await Get(CheckedModelArtifact, ModelArtifactFieldSet, fs)
@@ -174,22 +180,19 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
         ),
     )
     bundle = await Get(Digest, AddPrefix(signed.digest, fs.bundle_name))
-    archive = await Get(
-        BundleArchive, ArchiveRequest(bundle, fs.bundle_name, info.source_date_epoch, fs.address)
-    )
     out_dir = fs.output_path.value_or_default(file_ending=None)
-    result = await Get(
-        Digest,
-        AddPrefix(await Get(Digest, MergeDigests([bundle, archive.digest])), out_dir),
-    )
-    return BuiltPackage(
-        result,
-        (
-            # The directory itself is an artifact, so `package` clears it: no stale file survives.
-            BuiltPackageArtifact(f"{out_dir}/{fs.bundle_name}"),
-            BuiltPackageArtifact(f"{out_dir}/{archive.name}"),
-        ),
-    )
+    # The directory itself is an artifact, so `package` clears it: no stale file survives.
+    artifacts = [BuiltPackageArtifact(f"{out_dir}/{fs.bundle_name}")]
+    wanted = fs.archive.value if fs.archive.value is not None else subsystem.archive
+    if wanted:
+        archive = await Get(
+            BundleArchive,
+            ArchiveRequest(bundle, fs.bundle_name, info.source_date_epoch, fs.address),
+        )
+        bundle = await Get(Digest, MergeDigests([bundle, archive.digest]))
+        artifacts.append(BuiltPackageArtifact(f"{out_dir}/{archive.name}"))
+    result = await Get(Digest, AddPrefix(bundle, out_dir))
+    return BuiltPackage(result, tuple(artifacts))
 
 
 def rules() -> list[Rule | UnionRule]:

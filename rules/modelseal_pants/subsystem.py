@@ -141,6 +141,18 @@ class ModelsealSubsystem(PythonToolRequirementsBase):
             """
         ),
     )
+    archive = BoolOption(
+        default=False,
+        help=softwrap(
+            """
+            Also write `<model_name>-<version>.tar`, the deterministic archive of the bundle, next
+            to the bundle directory, for every `model_artifact` whose `archive` field is unset.
+            Off by default: for a model of gigabytes the tar doubles what `package` reads, hashes
+            and writes (docs/benchmarks.md); `modelseal archive --bundle DIR --out FILE.tar`
+            writes the same bytes from the directory when a tar is wanted.
+            """
+        ),
+    )
     allow_dirty = BoolOption(
         default=False,
         help=softwrap(

@@ -166,8 +166,28 @@ def contents(rule_runner: RuleRunner, built: BuiltPackage) -> dict[str, bytes]:
     return {c.path: c.content for c in rule_runner.request(DigestContents, [built.digest])}
 
 
-def test_package_writes_bundle_and_tar(rule_runner: RuleRunner) -> None:
+def test_package_writes_no_tar_unless_asked(rule_runner: RuleRunner, tmp_path: Path) -> None:
+    """The tar is a second read, hash and write of every weight: by default `package` writes
+    only the bundle directory; `[modelseal].archive` asks for the tar of every model."""
     write_model(rule_runner)
+    built = package(rule_runner)
+    assert [a.relpath for a in built.artifacts] == ["models.toy/model/toy-1.2.3"]
+    files = contents(rule_runner, built)
+    assert not [path for path in files if path.endswith(".tar")]
+    assert "models.toy/model/toy-1.2.3/model.sig" in files
+    rule_runner.set_options([*options(), "--modelseal-archive"],
+                            env={"XDG_DATA_HOME": str(tmp_path)}, env_inherit=INHERIT)
+    with_tar = package(rule_runner)
+    assert [a.relpath for a in with_tar.artifacts] == [
+        "models.toy/model/toy-1.2.3",
+        "models.toy/model/toy-1.2.3.tar",
+    ]
+    tarred = contents(rule_runner, with_tar)
+    assert {p: c for p, c in tarred.items() if not p.endswith(".tar")} == files
+
+
+def test_package_writes_bundle_and_tar(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner, archive="True")
     built = package(rule_runner)
     assert [a.relpath for a in built.artifacts] == [
         "models.toy/model/toy-1.2.3",
