@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from pants.build_graph.address import Address
 from pants.core.goals.package import Package
+from pants.engine.fs import DigestContents
 from pants.engine.internals.scheduler import ExecutionError
 from pants.testutil.rule_runner import RuleRunner
 
@@ -25,6 +26,7 @@ from modelseal_pants.build_info import (
     WorktreeChecked,
     WorktreeCheckRequest,
 )
+from modelseal_pants.signing import PublicKeys, PublicKeysRequest
 from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
 from modelseal_pants.training import TrainedModel, TrainModelRequest
 from plugin.runner import INHERIT, contents, options, package, write_model
