@@ -10,9 +10,10 @@ nothing is hashed twice), and the modelseal tool decides every byte of the manif
 2. model.pex  `ModelPexRequest -> ModelPex`             (package_steps.py)
 3. manifest   `ManifestRequest -> Manifest`             (package_steps.py; with the interface)
 4. assemble   `UnsignedBundleRequest -> UnsignedBundle` (package_steps.py)
-5. evaluate   `RunModelRequest -> ModelRun`             (evaluation.py: the smoke test of every
-              model; with a model_evaluation also evaluation.json, the manifest again with its
-              summary, and the measurement, whose numbers only the evaluate link records)
+5. evaluate   `RunModelRequest -> ModelRun`             (evaluation.py: one process, the smoke
+              test of every model; with a model_evaluation also evaluation.json and the
+              measurement, whose numbers only the evaluate link records; then the manifest again
+              with the evaluation's summary)
 6. sign       `SignBundleRequest -> SignedBundle`     (signing.py: layout, links, model.sig)
 7. archive    `ArchiveRequest -> BundleArchive`         (package_steps.py), only with the
               `archive` field or `[modelseal].archive`: the tar is a second read, hash and write
@@ -22,7 +23,6 @@ nothing is hashed twice), and the modelseal tool decides every byte of the manif
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
@@ -48,7 +48,7 @@ from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
-from modelseal_pants import artifact, evaluation, package_steps, unowned
+from modelseal_pants import artifact, evaluation, isolation, package_steps, unowned
 from modelseal_pants.artifact import CheckedModelArtifact, ModelArtifactFieldSet
 from modelseal_pants.build_info import (
     BuildInfo,
@@ -135,25 +135,28 @@ async def package_model_artifact(
     unsigned = await Get(
         UnsignedBundle, UnsignedBundleRequest(checked.weights.digest, pex.digest, manifest.digest)
     )
-    run = RunModelRequest(
-        "evaluate", fs.address, unsigned.digest, declared,
-        InterpreterConstraints(pex.interpreter_constraints), resolve.name, resolve.lockfile.url,
+    # The smoke test, at least; with an evaluation, also it and the measurement.
+    evaluated = await Get(
+        ModelRun,
+        RunModelRequest(
+            fs.address, unsigned.digest, declared,
+            InterpreterConstraints(pex.interpreter_constraints), resolve.name,
+            resolve.lockfile.url,
+        ),
     )
-    evaluated = await Get(ModelRun, RunModelRequest, run)  # the smoke test, at least
     evaluation = None
     if declared.declared:
-        final, measured = await MultiGet(
-            Get(Manifest, ManifestRequest(spec_bytes, fs.address, pex.digest, evaluated.output)),
-            Get(ModelRun, RunModelRequest, dataclasses.replace(run, command="measure")),
+        final = await Get(
+            Manifest, ManifestRequest(spec_bytes, fs.address, pex.digest, evaluated.evaluation)
         )
         unsigned = await Get(
             UnsignedBundle,
             UnsignedBundleRequest(
-                checked.weights.digest, pex.digest, final.digest, evaluated.output
+                checked.weights.digest, pex.digest, final.digest, evaluated.evaluation
             ),
         )
         evaluation = EvaluationForSigning(
-            await Get(Digest, MergeDigests([declared.data, measured.output])),
+            await Get(Digest, MergeDigests([declared.data, evaluated.measurements])),
             declared.data_paths,
             MEASUREMENTS_PATH,
         )
@@ -200,6 +203,7 @@ def rules() -> list[Rule | UnionRule]:
         *artifact.rules(),
         *package_steps.rules(),
         *evaluation.rules(),
+        *isolation.rules(),
         *unowned.rules(),
         *collect_rules(),
         UnionRule(PackageFieldSet, ModelArtifactFieldSet),

@@ -154,6 +154,11 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("--config", required=True, help="the evaluation config (JSON)")
         command.add_argument("--out", required=True, help="where to write the result (JSON)")
+        if name == "evaluate":
+            command.add_argument(
+                "--measure-out",
+                help="also measure, in this process, and write the measured gates' bounds here",
+            )
     return parser
 
 
@@ -171,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command in ("evaluate", "measure"):
             from modelseal.embedded.evaluation import run
 
-            return run(args.command, directory, manifest, args.config, args.out)
+            return run(args.command, directory, manifest, args.config, args.out,
+                       getattr(args, "measure_out", None))
         else:
             sys.stdout.flush()
             predict(directory, manifest, sys.stdin.buffer, sys.stdout.buffer)
