@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from modelseal.errors import IntegrityError, SpecError
+from modelseal.errors import IntegrityCheckError, SpecError
 from modelseal.format.canonical import canonical_json, load_json
 from modelseal.format.fields import PEX_PATH, WEIGHTS_DIR, bundle_path_problem
 
@@ -199,10 +199,10 @@ def read_manifest(data: bytes, where: str) -> tuple[str, list[Layer]]:
 
 
 def check_digest(data: bytes, digest: str, where: str) -> None:
-    """IntegrityError unless `data` hashes to `digest` ("sha256:<hex>")."""
+    """IntegrityCheckError (exit 13) unless `data` hashes to `digest` ("sha256:<hex>")."""
     found = "sha256:" + hashlib.sha256(data).hexdigest()
     if found != digest:
-        raise IntegrityError(
+        raise IntegrityCheckError(
             what=f"the registry served other bytes: expected {digest}, found {found}",
             where=where,
             remedy="the registry's copy was changed; push the bundle again from a verified copy",

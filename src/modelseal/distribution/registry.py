@@ -30,7 +30,7 @@ from modelseal.distribution.modelpack import (
     Layer,
     check_digest,
 )
-from modelseal.errors import IntegrityError, ModelsealError, SpecError
+from modelseal.errors import IntegrityCheckError, ModelsealError, SpecError
 
 __all__ = ["Reference", "Registry", "parse_reference"]
 
@@ -115,6 +115,17 @@ class Registry:
         if not configs and os.environ.get("DOCKER_CONFIG"):
             configs = [os.path.join(os.environ["DOCKER_CONFIG"], "config.json")]
         self.client.auth.load_configs(self.container, configs=configs)
+        if self.client.auth is not None and challenge.lower().startswith("basic") and not getattr(
+            self.client.auth, "_basic_auth", None
+        ):
+            # oras would send "Basic None" (or fail on a missing attribute): say it here.
+            raise RegistryError(
+                what="the registry answered 401 Unauthorized and asks for credentials, but no "
+                f"docker config.json read here has any for {self.reference.registry}",
+                where=str(self.reference),
+                remedy="put them in a docker config.json (`docker login`, or an \"auths\" entry) "
+                "and pass it with --registry-config (docs/distribution.md)",
+            )
 
     def _request(self, url: str, method: str, authenticate: bool = True, **kw: Any) -> Any:
         try:
@@ -178,7 +189,7 @@ class Registry:
         self._check(response, "uploading the manifest")
         answered = response.headers.get("Docker-Content-Digest", digest)
         if answered != digest:
-            raise IntegrityError(
+            raise IntegrityCheckError(
                 what=f"the registry stored the manifest as {answered}, not {digest}",
                 where=str(self.reference),
                 remedy="use a registry that stores manifests byte for byte",
@@ -208,7 +219,7 @@ class Registry:
         return digest, data
 
     def get_layer(self, layer: Layer, target: str) -> None:
-        """Stream the layer's blob into the new file `target`, hashing it; IntegrityError when its
+        """Stream the layer's blob into the new file `target`, hashing it; IntegrityCheckError (exit 13) when its
         size or digest differs from the descriptor (the caller removes what was written)."""
         where = f"{self.reference}: {layer.path} ({layer.digest})"
         url = f"{self.base}/v2/{self.reference.repository}/blobs/{layer.digest}"
@@ -225,7 +236,7 @@ class Registry:
                 out.write(chunk)
         found = "sha256:" + digest.hexdigest()
         if size != layer.size or found != layer.digest:
-            raise IntegrityError(
+            raise IntegrityCheckError(
                 what=f"the registry served other bytes: expected {layer.digest} ({layer.size} "
                 f"bytes), found {found if size <= layer.size else 'more'} ({size} bytes)",
                 where=where,
