@@ -18,15 +18,19 @@ import pytest
 IMPORT_NAMES = {
     "asn1crypto": ("asn1crypto",),
     "attrs": ("attr", "attrs"),
+    "certifi": ("certifi",),
     "cffi": ("cffi", "_cffi_backend"),
+    "charset-normalizer": ("charset_normalizer",),
     "cryptography": ("cryptography",),
     "exceptiongroup": ("exceptiongroup",),
     "hypothesis": ("hypothesis",),
     "in-toto": ("in_toto",),
+    "idna": ("idna",),
     "iniconfig": ("iniconfig",),
     "iso8601": ("iso8601",),
     "jsonschema": ("jsonschema",),
     "jsonschema-specifications": ("jsonschema_specifications",),
+    "oras": ("oras",),
     "packaging": ("packaging",),
     "pathspec": ("pathspec",),
     "pluggy": ("pluggy",),
@@ -36,6 +40,7 @@ IMPORT_NAMES = {
     "python-dateutil": ("dateutil",),
     "python-pkcs11": ("pkcs11",),
     "referencing": ("referencing",),
+    "requests": ("requests",),
     "rpds-py": ("rpds",),
     "securesystemslib": ("securesystemslib",),
     "six": ("six",),
@@ -43,6 +48,7 @@ IMPORT_NAMES = {
     "tomli": ("tomli",),
     "typing-extensions": ("typing_extensions",),
     "tzdata": ("tzdata",),
+    "urllib3": ("urllib3",),
 }
 
 
