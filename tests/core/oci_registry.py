@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import socket
 import subprocess
@@ -25,7 +24,8 @@ PASSWORD = "insecure-test-password"
 
 # An access-log line of a completed upload: PUT .../blobs/uploads/<session>?digest=... answered 201.
 _BLOB_PUT = re.compile(
-    r'"PUT /v2/[^ ]*/blobs/uploads/[^ "]*digest=(sha256(?::|%3A)[0-9a-f]{64})[^ "]* HTTP/[0-9.]+" 201 '
+    r'"PUT /v2/[^ ]*/blobs/uploads/[^ "]*digest=(sha256(?::|%3A)[0-9a-f]{64})[^ "]*'
+    r' HTTP/[0-9.]+" 201 '
 )
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,3 +226,19 @@ def test_an_artifact_copied_by_skopeo_still_verifies(
 def test_tools_are_present() -> None:
     for tool in ("docker-registry", "skopeo", "htpasswd"):
         assert shutil.which(tool), f"{tool} is missing: build-support/test-deps installs it"
+
+
+def test_verify_of_a_directory_never_imports_oras(tmp_path: Path, keys: Keys) -> None:
+    """The registry client (and requests) load only when an oci:// reference is given."""
+    bundle = make_signed_bundle(str(tmp_path / "b"), keys)
+    script = (
+        "import sys\n"
+        "from modelseal.cli.main import main\n"
+        f"code = main(['verify', {bundle!r}, '--trust', {keys.pub('owner')!r}])\n"
+        "print(code, sorted(m for m in ('oras', 'requests') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout + result.stderr

@@ -153,7 +153,11 @@ def read_manifest(data: bytes, where: str) -> tuple[str, list[Layer]]:
     try:
         manifest = load_json(data)
     except ValueError as e:
-        raise SpecError(what=f"the OCI manifest is not JSON ({e})", where=where, remedy="") from None
+        raise SpecError(
+            what=f"the OCI manifest is not JSON ({e})",
+            where=where,
+            remedy="name the digest `modelseal push` printed",
+        ) from None
     if _field(manifest, "artifactType", str, where) != ARTIFACT_TYPE:
         raise SpecError(
             what=f"not a ModelPack model artifact: artifactType is not {ARTIFACT_TYPE}",

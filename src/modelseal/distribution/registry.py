@@ -219,8 +219,9 @@ class Registry:
         return digest, data
 
     def get_layer(self, layer: Layer, target: str) -> None:
-        """Stream the layer's blob into the new file `target`, hashing it; IntegrityCheckError (exit 13) when its
-        size or digest differs from the descriptor (the caller removes what was written)."""
+        """Stream the layer's blob into the new file `target`, hashing it; IntegrityCheckError
+        (exit 13) when its size or digest differs from the descriptor (the caller removes what
+        was written)."""
         where = f"{self.reference}: {layer.path} ({layer.digest})"
         url = f"{self.base}/v2/{self.reference.repository}/blobs/{layer.digest}"
         response = self._request(url, "GET", stream=True)
