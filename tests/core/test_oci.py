@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ def _verify(keys: Keys, registry: RunningRegistry, reference: str, *extra: str) 
     )
 
 
-def _manifest(registry: RunningRegistry, reference: str) -> dict[str, object]:
+def _manifest(registry: RunningRegistry, reference: str) -> dict[str, Any]:
     """The manifest as skopeo, an independent client, reads it."""
     assert registry.docker_config is not None
     out = subprocess.run(
@@ -79,7 +80,7 @@ def test_publish_pull_verify_round_trip(
 
     manifest = _manifest(registry, reference)
     assert manifest["artifactType"] == ARTIFACT_TYPE
-    assert manifest["config"]["mediaType"] == CONFIG_MEDIA_TYPE  # type: ignore[index]
+    assert manifest["config"]["mediaType"] == CONFIG_MEDIA_TYPE
     layers = manifest["layers"]
     assert isinstance(layers, list)
     files = sorted(e.path for e in walk(bundle) if not e.is_dir)
@@ -120,7 +121,7 @@ def test_a_repush_uploads_no_unchanged_blob(
     _push(registry, changed, "models/repush", tmp_path)
     new = set(registry.blob_uploads()[count:])
     digest_of = {layer["annotations"][FILEPATH]: layer["digest"]
-                 for layer in _manifest(registry, first)["layers"]}  # type: ignore[union-attr]
+                 for layer in _manifest(registry, first)["layers"]}
     assert digest_of["weights/config.json"] not in new
     assert digest_of["model.pex"] not in new
     assert digest_of["weights/model.bin"] not in new

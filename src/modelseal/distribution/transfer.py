@@ -34,21 +34,20 @@ class PushResult:
 
 
 def _layers(root: str) -> list[Layer]:
-    entries = [e for e in walk(root) if not e.is_dir]
-    digests = sha256_files([e.path for e in entries])
-    layers = []
-    for entry in entries:
-        full = os.path.join(root, *entry.path.split("/"))
-        sha, size = digests[entry.path]
-        layers.append(
-            Layer(
-                path=entry.path,
-                digest=f"sha256:{sha}",
-                size=size,
-                executable=bool(os.stat(full).st_mode & 0o100),
-            )
+    """Every regular file of the bundle directory `root` as a layer (hashed in parallel)."""
+    full = {
+        os.path.join(root, *e.path.split("/")): e.path for e in walk(root) if not e.is_dir
+    }
+    digests = sha256_files(full)
+    return [
+        Layer(
+            path=path,
+            digest=f"sha256:{digests[name][0]}",
+            size=digests[name][1],
+            executable=bool(os.stat(name).st_mode & 0o100),
         )
-    return layers
+        for name, path in full.items()
+    ]
 
 
 def push_bundle(
@@ -68,12 +67,7 @@ def push_bundle(
                 remedy="pass what `pants package` wrote under dist/",
             )
         manifest, _ = read_bundle(bundle)
-        cwd = os.getcwd()
-        os.chdir(bundle)  # sha256_files hashes relative paths.
-        try:
-            layers = _layers(".")
-        finally:
-            os.chdir(cwd)
+        layers = _layers(bundle)
         directory = os.path.basename(os.path.normpath(bundle))
         config, oci_manifest = build_manifest(
             directory, manifest.name, manifest.version, layers
