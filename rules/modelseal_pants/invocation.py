@@ -185,6 +185,23 @@ class VerifyBundle(ToolCommand):
 
 
 @dataclass(frozen=True)
+class PushBundle(ToolCommand):
+    """`modelseal push`: the registry's credentials stay in the docker config.json it names."""
+
+    bundle: str
+    reference: str
+    registry_config: str = ""
+    plain_http: bool = False
+
+    def argv(self) -> tuple[str, ...]:
+        return (
+            "push", self.bundle, self.reference,
+            *((f"--registry-config={self.registry_config}",) if self.registry_config else ()),
+            *(("--plain-http",) if self.plain_http else ()),
+        )
+
+
+@dataclass(frozen=True)
 class GuardPex(ToolCommand):
     pex: str
     versions: tuple[str, ...]  # MAJOR.MINOR

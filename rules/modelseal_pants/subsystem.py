@@ -105,6 +105,20 @@ class ModelsealSubsystem(PythonToolRequirementsBase):
         "and docs use (`--release-key`, `release.pub`).",
         help="Deprecated: `[modelseal].release_key`.",
     )
+    oci_registry = StrOption(
+        default=None,
+        help="The OCI registry (HOST[:PORT]) `pants publish` pushes `model_artifact` bundles to "
+        "when their `oci_repository` names no host (docs/distribution.md).",
+    )
+    oci_registry_config = StrOption(
+        default=None,
+        help="A docker config.json with the registry's credentials, relative to the build root "
+        "(never credentials themselves); default: ~/.docker/config.json of the user running Pants.",
+    )
+    oci_plain_http = BoolOption(
+        default=False,
+        help="Push over HTTP instead of HTTPS: for a registry on localhost only.",
+    )
     signing_env_vars = StrListOption(
         default=["SOFTHSM2_CONF"],
         advanced=True,

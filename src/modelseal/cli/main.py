@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     # inference puts every command's module into the tool PEX and the tests' sandboxes.
     import modelseal.cli.audit
     import modelseal.cli.build
+    import modelseal.cli.distribute
     import modelseal.cli.evidence
     import modelseal.cli.inspect
     import modelseal.cli.record
@@ -230,6 +231,18 @@ COMMANDS: tuple[Command, ...] = (
         "Check a bundle directory or tar before installing it: archive safety, model.sig, the "
         "in-toto provenance, every file against the manifest, this host's interpreter, and the "
         "policy; stops at the first failure with its own exit code (docs/verification.md).",
+    ),
+    Command(
+        "push",
+        "push a bundle to an OCI registry as a ModelPack artifact (docs/distribution.md)",
+        "distribute:push",
+        "distribute:push_arguments",
+    ),
+    Command(
+        "pull",
+        "fetch a bundle from an OCI registry, verify it, then write it into DIR",
+        "distribute:pull",
+        "distribute:pull_arguments",
     ),
     Command(
         "run",
