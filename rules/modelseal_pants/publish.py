@@ -88,31 +88,33 @@ async def publish_model(
     fs = request.field_set
     repository = fs.oci_repository.value or ""
     reference = oci_reference(repository, subsystem.oci_registry, fs.version.value or "")
-    tars = [
+    # The bundle directory, which `package` always writes (the tar only on request): each of
+    # its files becomes one layer, so pushing needs no tar.
+    bundles = [
         artifact.relpath
         for package in request.packages
         for artifact in package.artifacts
-        if artifact.relpath and artifact.relpath.endswith(".tar")
+        if artifact.relpath and not artifact.relpath.endswith(".tar")
     ]
-    if reference is None or not tars:
+    if reference is None or not bundles:
         why = (
             f"(no registry host in `oci_repository` and no `[modelseal].oci_registry` for "
             f"{fs.address})"
         )
-        return PublishProcesses([PublishPackages(names=tuple(tars), description=why)])
+        return PublishProcesses([PublishPackages(names=tuple(bundles), description=why)])
     config = subsystem.oci_registry_config
     input_digest = await Get(Digest, MergeDigests(p.digest for p in request.packages))
     process = await Get(
         Process,
         ToolInvocation(
             PushBundle(
-                bundle=tars[0],
+                bundle=bundles[0],
                 reference=reference,
                 registry_config=os.path.join(build_root.path, config) if config else "",
                 plain_http=subsystem.oci_plain_http,
             ),
             input_digest=input_digest,
-            description=f"Pushing {tars[0]} to {reference}",
+            description=f"Pushing {bundles[0]} to {reference}",
             # Publishing runs every time it is asked for, never from a cache.
             cache_scope=ProcessCacheScope.PER_SESSION,
         ),
@@ -120,7 +122,7 @@ async def publish_model(
     return PublishProcesses(
         [
             PublishPackages(
-                names=(tars[0],),
+                names=(bundles[0],),
                 process=InteractiveProcess.from_process(process),
                 description=reference,
                 data=PublishOutputData({"reference": reference}),
