@@ -39,7 +39,7 @@ WRONG = (9, 10)  # CPythons neither example has wheels for
 SETTINGS = ("bare", "others")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def python(minor: int) -> str:
     """The interpreter itself, not a launcher script (a pyenv shim needs a PATH): it is what
     the guard names, and it must start with nothing on PATH."""
