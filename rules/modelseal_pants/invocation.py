@@ -121,6 +121,27 @@ class RecordLink(ToolCommand):
 
 
 @dataclass(frozen=True)
+class Attest(ToolCommand):
+    """The SBOM and SLSA provenance, before model.sig (docs/provenance.md)."""
+
+    bundle: str
+    key: str
+    lock: str
+    target: str
+    known_digests: str
+    advisories: str = ""
+    fail_on: str = ""
+
+    def argv(self) -> tuple[str, ...]:
+        return (
+            "attest", f"--bundle={self.bundle}", f"--key={self.key}", f"--lock={self.lock}",
+            f"--target={self.target}", f"--known-digests={self.known_digests}",
+            *((f"--advisories={self.advisories}", f"--fail-on={self.fail_on}")
+              if self.advisories else ()),
+        )
+
+
+@dataclass(frozen=True)
 class SignBundle(ToolCommand):
     bundle: str
     key: str

@@ -169,6 +169,8 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
             package_material_paths=material_paths,
             known_digests=unsigned.known_digests,
             evaluation=evaluation,
+            lock=await Get(Digest, CreateDigest([checked.lock])),
+            lock_path=checked.lock.path,
         ),
     )
     bundle = await Get(Digest, AddPrefix(signed.digest, fs.bundle_name))

@@ -152,6 +152,23 @@ class ModelsealSubsystem(PythonToolRequirementsBase):
             """
         ),
     )
+    advisories = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            A directory of OSV advisories (JSON records in OSV's schema, e.g. OSV's PyPI export
+            unpacked; relative to the build root). When set, packaging refuses a model whose
+            `model.pex` ships a distribution affected by an advisory rated `fail_on_severity` or
+            higher, naming the package, version, advisory and fixed version (docs/sbom.md).
+            Nothing is fetched.
+            """
+        ),
+    )
+    fail_on_severity = StrOption(
+        default="high",
+        help="With `advisories`: the lowest severity that fails the build (low, medium, high, "
+        "critical; an advisory without a severity counts as above critical).",
+    )
     layout_validity_days = IntOption(
         default=365,
         help=softwrap(

@@ -177,7 +177,8 @@ def test_package_writes_bundle_and_tar(rule_runner: RuleRunner) -> None:
     prefix = "models.toy/model/toy-1.2.3/"
     provenance = sorted(p[len(prefix):] for p in files if p.startswith(f"{prefix}provenance/"))
     assert [p.split(".")[0] for p in provenance] == [
-        "provenance/package", "provenance/root", "provenance/sign"
+        "provenance/build", "provenance/package", "provenance/root", "provenance/sbom",
+        "provenance/sign",
     ]
     assert set(files) == {
         f"{prefix}manifest.json",
