@@ -20,6 +20,9 @@ EXIT_INTEGRITY = 4
 EXIT_KEY = 5
 EXIT_PROVENANCE = 6
 EXIT_NOT_REPRODUCED = 7  # modelseal rebuild / reproduce found a difference
+# model.pex started by a Python it was not built for: its guard (format/pexguard.py) prints one
+# line and exits with this before pex's bootstrap could look for another interpreter.
+EXIT_WRONG_INTERPRETER = 8
 
 
 class ModelsealError(Exception):
