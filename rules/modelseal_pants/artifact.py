@@ -46,6 +46,7 @@ from modelseal_pants.errors import LockfileError
 from modelseal_pants.graph import pex_roots
 from modelseal_pants.target_types import (
     HyperparametersField,
+    ModelArchiveField,
     ModelArtifactDependenciesField,
     ModelCompletePlatformsField,
     ModelDatasetsField,
@@ -81,6 +82,7 @@ class ModelArtifactFieldSet(PackageFieldSet):
     interpreter_constraints: ModelInterpreterConstraintsField
     platforms: ModelPlatformsField
     complete_platforms: ModelCompletePlatformsField
+    archive: ModelArchiveField
     output_path: OutputPathField
 
     @property

@@ -4,24 +4,27 @@ of every `model_artifact`, run in the built `model.pex` (the bytes that ship) in
 - `read_evaluation`: the model's `model_evaluation` (if any) as digests and a config: data under
   `evaluation-data/`, examples, schemas (parsed here only to be put in the bundle spec; whether
   they use only the supported subset is decided by the tool) and gates.
-- `evaluate_model`: `python model.pex evaluate` (cacheable: deterministic) writes
-  `evaluation.json`; without a declared evaluation it is the smoke test alone (import the
-  handler, `load(weights)`), and its output is not kept.
-- `measure_model`: `python model.pex measure` times predictions and reads peak memory, checks the
-  gates on them, and is never persisted (PER_RESTART_SUCCESSFUL, like signing): every new pantsd
-  measures again. It writes the bound each measured gate proved (`"p95_latency_ms": "<= 50"`),
-  which the signed evaluate link carries and which is the same on every machine whose run
-  passes, so dist/ stays byte-reproducible; the raw numbers are logged here, not recorded.
+- `run_model`: one process, `python model.pex evaluate [--measure-out measurements.json]`:
+  without a declared evaluation it is the smoke test alone (import the handler, `load(weights)`),
+  its output not kept, and cacheable (deterministic). With one, the same process also runs the
+  evaluation (writes `evaluation.json`: deterministic) and the measurement (times predictions
+  and reads peak memory, checks the gates on them), so the model's imports and `load()`, most of
+  the cost, are paid once. Measurements are never persisted (PER_RESTART_SUCCESSFUL, like
+  signing: every new pantsd measures again). The measurement writes the bound each measured gate
+  proved (`"p95_latency_ms": "<= 50"`), which the signed evaluate link carries and which is the
+  same on every machine whose run passes, so dist/ stays byte-reproducible; the raw numbers are
+  logged here, not recorded.
 
 A failure raises with one message naming the target, what failed (the missing module and the
 resolve that lacks it, the exception, or the gate's metric, measured value and threshold) and the
 fix; `package` then writes nothing to dist/.
 
 Network: a Pants `Process` runs with an empty environment (no proxy variables are passed) but is
-not network-isolated by the engine. The harness in model.pex therefore refuses every socket
-connection itself while the model's code runs (modelseal.embedded.evaluation), so a model that
-reaches for the network during load or predict fails its smoke test here rather than on a host
-without network.
+not network-isolated by the engine. Where the host allows it, the process runs in a network
+namespace of its own (`modelseal_pants.isolation`: `unshare --net`); everywhere, the harness in
+model.pex also refuses every socket connection itself while the model's code runs
+(modelseal.embedded.evaluation), so a model that reaches for the network during load or predict
+fails its smoke test here rather than on a host without network. The log says which was used.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from pants.engine.fs import (
     Digest,
     DigestContents,
     DigestEntries,
+    DigestSubset,
     FileContent,
     FileEntry,
     MergeDigests,
@@ -50,7 +54,7 @@ from pants.engine.fs import (
     Snapshot,
 )
 from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
-from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.target import InvalidFieldException, WrappedTarget, WrappedTargetRequest
 from pants.util.logging import LogLevel
 
@@ -68,6 +72,7 @@ from modelseal_pants.evaluation_types import (
     ModelEvaluationTarget,
     OutputSchemaField,
 )
+from modelseal_pants.isolation import NetworkIsolation, NetworkIsolationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -179,9 +184,9 @@ async def read_evaluation(request: EvaluationRequest) -> DeclaredEvaluation:
 
 @dataclass(frozen=True)
 class RunModelRequest:
-    """Run `model.pex evaluate|measure` on an unsigned bundle (files at the digest's root)."""
+    """Run `model.pex evaluate` on an unsigned bundle (files at the digest's root): the smoke
+    test, and with a declared evaluation also the evaluation and the measurement."""
 
-    command: str  # "evaluate" or "measure"
     model: Address
     bundle: Digest
     evaluation: DeclaredEvaluation
@@ -192,16 +197,19 @@ class RunModelRequest:
 
 @dataclass(frozen=True)
 class ModelRun:
-    output: Digest  # evaluation.json or measurements.json at the root
+    evaluation: Digest  # evaluation.json at the root (EMPTY_DIGEST: the smoke test alone)
+    measurements: Digest  # measurements.json at the root (EMPTY_DIGEST: the smoke test alone)
 
 
-def _failure_message(request: RunModelRequest, result: FallibleProcessResult) -> str:
+def _failure_message(
+    request: RunModelRequest, result: FallibleProcessResult, isolation: NetworkIsolation
+) -> str:
     stderr = result.stderr.decode("utf-8", "replace")
     details: dict[str, Any] = {}
     for line in stderr.splitlines():
         if line.startswith(FAILURE_MARKER):
             details = json.loads(line[len(FAILURE_MARKER):])
-    what = "smoke test" if not request.evaluation.declared else request.command
+    what = "smoke test" if not request.evaluation.declared else "evaluation"
     head = f"The {what} of {request.model} failed before signing (nothing was written to dist/)"
     kind = details.get("kind")
     if kind == "missing_module":
@@ -217,6 +225,9 @@ def _failure_message(request: RunModelRequest, result: FallibleProcessResult) ->
             f"{details.get('value')}, threshold {details.get('threshold')}. Improve the model, "
             "or change the gate in its model_evaluation."
         )
+    if isolation.namespace and "Network is unreachable" in stderr:
+        head += (" (it ran in a network namespace of its own, without network: a model must "
+                 "load and predict from its bundle alone)")
     if details:
         return f"{head}: {details.get('message')}. Fix the model's code or its model_evaluation."
     tail = "\n".join(stderr.strip().splitlines()[-15:])
@@ -225,43 +236,57 @@ def _failure_message(request: RunModelRequest, result: FallibleProcessResult) ->
 
 @rule(desc="Running a model before it is signed", level=LogLevel.DEBUG)
 async def run_model(request: RunModelRequest) -> ModelRun:
-    python = await Get(PythonExecutable, InterpreterConstraints, request.interpreter_constraints)
+    python, isolation = await MultiGet(
+        Get(PythonExecutable, InterpreterConstraints, request.interpreter_constraints),
+        Get(NetworkIsolation, NetworkIsolationRequest()),
+    )
     config = await Get(
         Digest, CreateDigest([FileContent(CONFIG_PATH, request.evaluation.config)])
     )
     inputs = await Get(
         Digest, MergeDigests([request.bundle, config, request.evaluation.data])
     )
-    out = EVALUATION_PATH if request.command == "evaluate" else MEASUREMENTS_PATH
-    measuring = request.command == "measure"
+    declared = request.evaluation.declared
+    argv = [*isolation.prefix, python.path, "model.pex", "evaluate", "--config", CONFIG_PATH,
+            "--out", EVALUATION_PATH]
+    if declared:
+        argv += ["--measure-out", MEASUREMENTS_PATH]
     result = await Get(
         FallibleProcessResult,
         Process(
-            argv=(python.path, "model.pex", request.command, "--config", CONFIG_PATH,
-                  "--out", out),
+            argv=tuple(argv),
             input_digest=inputs,
-            # No proxy or other variables: an empty environment but PEX's own.
+            # No proxy or other variables: an empty environment but PEX's own. PEX_ROOT is
+            # Pants' own named cache: the wheels are installed once, not in every sandbox.
             env={"PEX_ROOT": os.path.join(".cache", "pex_root"), "PYTHONHASHSEED": "0"},
             append_only_caches={"pex_root": os.path.join(".cache", "pex_root"),
                                 **python.append_only_caches},
-            output_files=(out,),
-            description=f"{'Measuring' if measuring else 'Smoke-testing and evaluating'} "
+            output_files=(EVALUATION_PATH, MEASUREMENTS_PATH) if declared else (),
+            description=f"{'Evaluating and measuring' if declared else 'Smoke-testing'} "
             f"{request.model}",
             level=LogLevel.DEBUG,
-            # Measurements vary from run to run: never persisted (only pantsd keeps them).
+            # Measurements vary from run to run: never persisted (only pantsd keeps them). The
+            # smoke test alone is deterministic.
             cache_scope=ProcessCacheScope.PER_RESTART_SUCCESSFUL
-            if measuring else ProcessCacheScope.SUCCESSFUL,
+            if declared else ProcessCacheScope.SUCCESSFUL,
         ),
     )
     if result.exit_code != 0:
-        raise ModelRunError(_failure_message(request, result))
-    if measuring:
-        measured = json.loads(result.stdout.decode("utf-8").strip().splitlines()[-1])
-        logger.info(
-            f"Measured {request.model} (gates held; the evaluate link records their bounds): "
-            + ", ".join(f"{name} {value}" for name, value in sorted(measured.items()))
-        )
-    return ModelRun(result.output_digest)
+        raise ModelRunError(_failure_message(request, result, isolation))
+    if not declared:
+        logger.debug(f"Smoke-tested {request.model} {isolation.description}")
+        return ModelRun(EMPTY_DIGEST, EMPTY_DIGEST)
+    measured = json.loads(result.stdout.decode("utf-8").strip().splitlines()[-1])
+    logger.info(
+        f"Evaluated and measured {request.model} {isolation.description} (gates held; the "
+        "evaluate link records their bounds): "
+        + ", ".join(f"{name} {value}" for name, value in sorted(measured.items()))
+    )
+    evaluation, measurements = await MultiGet(
+        Get(Digest, DigestSubset(result.output_digest, PathGlobs([EVALUATION_PATH]))),
+        Get(Digest, DigestSubset(result.output_digest, PathGlobs([MEASUREMENTS_PATH]))),
+    )
+    return ModelRun(evaluation, measurements)
 
 
 def rules() -> list[Rule]:

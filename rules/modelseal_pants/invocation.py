@@ -121,6 +121,27 @@ class RecordLink(ToolCommand):
 
 
 @dataclass(frozen=True)
+class Attest(ToolCommand):
+    """The SBOM and SLSA provenance, before model.sig (docs/provenance.md)."""
+
+    bundle: str
+    key: str
+    lock: str
+    target: str
+    known_digests: str
+    advisories: str = ""
+    fail_on: str = ""
+
+    def argv(self) -> tuple[str, ...]:
+        return (
+            "attest", f"--bundle={self.bundle}", f"--key={self.key}", f"--lock={self.lock}",
+            f"--target={self.target}", f"--known-digests={self.known_digests}",
+            *((f"--advisories={self.advisories}", f"--fail-on={self.fail_on}")
+              if self.advisories else ()),
+        )
+
+
+@dataclass(frozen=True)
 class SignBundle(ToolCommand):
     bundle: str
     key: str
@@ -149,7 +170,7 @@ class CheckProvenance(ToolCommand):
 
 @dataclass(frozen=True)
 class VerifyBundle(ToolCommand):
-    archive: str
+    bundle: str  # a bundle directory or its tar
     trust: str
     release_key: str
     policy: str = ""
@@ -157,9 +178,26 @@ class VerifyBundle(ToolCommand):
 
     def argv(self) -> tuple[str, ...]:
         return (
-            "verify", self.archive, f"--trust={self.trust}", f"--release-key={self.release_key}",
+            "verify", self.bundle, f"--trust={self.trust}", f"--release-key={self.release_key}",
             *((f"--policy={self.policy}",) if self.policy else ()),
             *(("--allow-development",) if self.allow_development else ()),
+        )
+
+
+@dataclass(frozen=True)
+class PushBundle(ToolCommand):
+    """`modelseal push`: the registry's credentials stay in the docker config.json it names."""
+
+    bundle: str
+    reference: str
+    registry_config: str = ""
+    plain_http: bool = False
+
+    def argv(self) -> tuple[str, ...]:
+        return (
+            "push", self.bundle, self.reference,
+            *((f"--registry-config={self.registry_config}",) if self.registry_config else ()),
+            *(("--plain-http",) if self.plain_http else ()),
         )
 
 

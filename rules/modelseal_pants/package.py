@@ -1,4 +1,4 @@
-"""`pants package` for `model_artifact`: runtime PEX + weights + manifest -> bundle and tar.
+"""`pants package` for `model_artifact`: runtime PEX + weights + manifest -> bundle (and tar).
 
 The rule gathers what Pants already knows as digests (the weights' sha256 and sizes among them, so
 nothing is hashed twice), and the modelseal tool decides every byte of the manifest and the tar.
@@ -10,16 +10,19 @@ nothing is hashed twice), and the modelseal tool decides every byte of the manif
 2. model.pex  `ModelPexRequest -> ModelPex`             (package_steps.py)
 3. manifest   `ManifestRequest -> Manifest`             (package_steps.py; with the interface)
 4. assemble   `UnsignedBundleRequest -> UnsignedBundle` (package_steps.py)
-5. evaluate   `RunModelRequest -> ModelRun`             (evaluation.py: the smoke test of every
-              model; with a model_evaluation also evaluation.json, the manifest again with its
-              summary, and the measurement, whose numbers only the evaluate link records)
+5. evaluate   `RunModelRequest -> ModelRun`             (evaluation.py: one process, the smoke
+              test of every model; with a model_evaluation also evaluation.json and the
+              measurement, whose numbers only the evaluate link records; then the manifest again
+              with the evaluation's summary)
 6. sign       `SignBundleRequest -> SignedBundle`     (signing.py: layout, links, model.sig)
-7. archive    `ArchiveRequest -> BundleArchive`         (package_steps.py)
+7. archive    `ArchiveRequest -> BundleArchive`         (package_steps.py), only with the
+              `archive` field or `[modelseal].archive`: the tar is a second read, hash and write
+              of every weight (docs/benchmarks.md), and the directory alone is what `verify`,
+              `model_signing` and the publishers take.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
@@ -45,7 +48,7 @@ from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
-from modelseal_pants import artifact, evaluation, package_steps, unowned
+from modelseal_pants import artifact, evaluation, isolation, package_steps, unowned
 from modelseal_pants.artifact import CheckedModelArtifact, ModelArtifactFieldSet
 from modelseal_pants.build_info import (
     BuildInfo,
@@ -80,6 +83,7 @@ from modelseal_pants.signing import (
     SigningKeys,
     SigningKeysRequest,
 )
+from modelseal_pants.subsystem import ModelsealSubsystem
 from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
 from modelseal_pants.unowned import UnownedImports, UnownedImportsRequest
 
@@ -96,7 +100,9 @@ async def _package_materials(
 
 
 @rule(desc="Packaging a model artifact", level=LogLevel.DEBUG)
-async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
+async def package_model_artifact(
+    fs: ModelArtifactFieldSet, subsystem: ModelsealSubsystem
+) -> BuiltPackage:
     """The steps, in order: check, build model.pex, write the manifest, assemble, sign (train,
     package and sign links, layout, model.sig: `signing.sign_bundle`), archive."""
     checked = await Get(CheckedModelArtifact, ModelArtifactFieldSet, fs)
@@ -129,25 +135,28 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
     unsigned = await Get(
         UnsignedBundle, UnsignedBundleRequest(checked.weights.digest, pex.digest, manifest.digest)
     )
-    run = RunModelRequest(
-        "evaluate", fs.address, unsigned.digest, declared,
-        InterpreterConstraints(pex.interpreter_constraints), resolve.name, resolve.lockfile.url,
+    # The smoke test, at least; with an evaluation, also it and the measurement.
+    evaluated = await Get(
+        ModelRun,
+        RunModelRequest(
+            fs.address, unsigned.digest, declared,
+            InterpreterConstraints(pex.interpreter_constraints), resolve.name,
+            resolve.lockfile.url,
+        ),
     )
-    evaluated = await Get(ModelRun, RunModelRequest, run)  # the smoke test, at least
     evaluation = None
     if declared.declared:
-        final, measured = await MultiGet(
-            Get(Manifest, ManifestRequest(spec_bytes, fs.address, pex.digest, evaluated.output)),
-            Get(ModelRun, RunModelRequest, dataclasses.replace(run, command="measure")),
+        final = await Get(
+            Manifest, ManifestRequest(spec_bytes, fs.address, pex.digest, evaluated.evaluation)
         )
         unsigned = await Get(
             UnsignedBundle,
             UnsignedBundleRequest(
-                checked.weights.digest, pex.digest, final.digest, evaluated.output
+                checked.weights.digest, pex.digest, final.digest, evaluated.evaluation
             ),
         )
         evaluation = EvaluationForSigning(
-            await Get(Digest, MergeDigests([declared.data, measured.output])),
+            await Get(Digest, MergeDigests([declared.data, evaluated.measurements])),
             declared.data_paths,
             MEASUREMENTS_PATH,
         )
@@ -169,25 +178,24 @@ async def package_model_artifact(fs: ModelArtifactFieldSet) -> BuiltPackage:
             package_material_paths=material_paths,
             known_digests=unsigned.known_digests,
             evaluation=evaluation,
+            lock=await Get(Digest, CreateDigest([checked.lock])),
+            lock_path=checked.lock.path,
         ),
     )
     bundle = await Get(Digest, AddPrefix(signed.digest, fs.bundle_name))
-    archive = await Get(
-        BundleArchive, ArchiveRequest(bundle, fs.bundle_name, info.source_date_epoch, fs.address)
-    )
     out_dir = fs.output_path.value_or_default(file_ending=None)
-    result = await Get(
-        Digest,
-        AddPrefix(await Get(Digest, MergeDigests([bundle, archive.digest])), out_dir),
-    )
-    return BuiltPackage(
-        result,
-        (
-            # The directory itself is an artifact, so `package` clears it: no stale file survives.
-            BuiltPackageArtifact(f"{out_dir}/{fs.bundle_name}"),
-            BuiltPackageArtifact(f"{out_dir}/{archive.name}"),
-        ),
-    )
+    # The directory itself is an artifact, so `package` clears it: no stale file survives.
+    artifacts = [BuiltPackageArtifact(f"{out_dir}/{fs.bundle_name}")]
+    wanted = fs.archive.value if fs.archive.value is not None else subsystem.archive
+    if wanted:
+        archive = await Get(
+            BundleArchive,
+            ArchiveRequest(bundle, fs.bundle_name, info.source_date_epoch, fs.address),
+        )
+        bundle = await Get(Digest, MergeDigests([bundle, archive.digest]))
+        artifacts.append(BuiltPackageArtifact(f"{out_dir}/{archive.name}"))
+    result = await Get(Digest, AddPrefix(bundle, out_dir))
+    return BuiltPackage(result, tuple(artifacts))
 
 
 def rules() -> list[Rule | UnionRule]:
@@ -195,6 +203,7 @@ def rules() -> list[Rule | UnionRule]:
         *artifact.rules(),
         *package_steps.rules(),
         *evaluation.rules(),
+        *isolation.rules(),
         *unowned.rules(),
         *collect_rules(),
         UnionRule(PackageFieldSet, ModelArtifactFieldSet),

@@ -114,10 +114,9 @@ async def build_model_pex(request: ModelPexRequest, python_setup: PythonSetup) -
     )
     pex = await Get(Pex, PexRequest, await _without_empty_superset(pex_request))
     recorded = tuple(sorted(str(c) for c in pex_request.interpreter_constraints))
-    if pex_request.platforms or pex_request.complete_platforms:
-        return ModelPex(pex.digest, recorded)
     # pex would re-execute a wrong interpreter under another one from PATH: the tool puts a guard
-    # in front of its bootstrap that names the versions these constraints allow, in one line.
+    # in front of its bootstrap that names, in one line, the versions these constraints allow
+    # and, for a PEX built for (complete) platforms, the environments its wheels make up.
     versions = pex_request.interpreter_constraints.partition_into_major_minor_versions(
         python_setup.interpreter_versions_universe
     )

@@ -13,6 +13,7 @@ from modelseal_pants import (
     dependencies,
     invocation,
     package,
+    publish,
     reproduce_goal,
     signing,
     tool,
@@ -36,6 +37,7 @@ def rules() -> Iterable[Rule | UnionRule]:
         *training.rules(),
         *signing.rules(),
         *package.rules(),
+        *publish.rules(),
         *verify_goal.rules(),
         *reproduce_goal.rules(),
         # `evaluation=":eval"` on model_artifact (evaluation_types.py).

@@ -35,8 +35,9 @@ from pants.engine.process import ProcessResult
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from modelseal_pants import signing_keys
+from modelseal_pants import evidence, signing_keys
 from modelseal_pants.errors import LayoutExpiredError
+from modelseal_pants.evidence import KNOWN_DIGESTS_PATH, Evidence, EvidenceRequest
 from modelseal_pants.invocation import (
     CheckKeys,
     CheckProvenance,
@@ -83,9 +84,10 @@ class SignBundleRequest:
     # With a declared evaluation: the evaluation data (evaluation-data/...) and the measurements
     # (measurements.json) the evaluate link records; `bundle` then holds evaluation.json.
     evaluation: EvaluationForSigning | None = None
-
-
-KNOWN_DIGESTS_PATH = ".modelseal/known-digests.json"
+    # The resolve's lock at its repository path: the SBOM's pins and the provenance's
+    # resolved dependency (modelseal_pants.evidence).
+    lock: Digest = EMPTY_DIGEST
+    lock_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -330,21 +332,26 @@ async def check_imported_link(request: ImportedLinkCheckRequest) -> ImportedLink
 @rule(desc="Signing a model bundle", level=LogLevel.DEBUG)
 async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem) -> SignedBundle:
     """The signing steps, in order: layout (after the revocation check), train link, package
-    link, model.sig with the sign link, then the check of an imported train link."""
+    link, SBOM and SLSA provenance, model.sig with the sign link, then the check of an imported
+    train link."""
     expires = _expires(request.source_date_epoch, subsystem.layout_validity_days, request.address)
     keys, publics = await MultiGet(
         Get(SigningKeys, SigningKeysRequest()), Get(PublicKeys, PublicKeysRequest())
     )
     step = SigningStepRequest(request, keys, publics)
     layout = await Get(Layout, LayoutRequest(step, expires))
-    train, package, evaluate = await MultiGet(
+    train, package, evaluate, attested = await MultiGet(
         Get(Link, LinkRequest(step, "train")),
         Get(Link, LinkRequest(step, "package")),
         Get(Link, LinkRequest(step, "evaluate")),
+        Get(Evidence, EvidenceRequest(
+            request.bundle, request.bundle_name, request.address, request.known_digests,
+            request.lock, request.lock_path, keys, publics,
+        )),
     )
-    provenance = await Get(
-        Digest, MergeDigests([layout.digest, train.digest, package.digest, evaluate.digest])
-    )
+    provenance = await Get(Digest, MergeDigests(
+        [layout.digest, train.digest, package.digest, evaluate.digest, attested.digest]
+    ))
     signature = await Get(Signature, SignatureRequest(step, provenance))
     result = await Get(Digest, MergeDigests([request.bundle, provenance, signature.digest]))
     if request.imported_train_link is not None:
@@ -353,5 +360,5 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
 
 
 def rules() -> Iterable[Rule]:
-    return (*signing_keys.rules(), *collect_rules())
+    return (*signing_keys.rules(), *evidence.rules(), *collect_rules())
 

@@ -105,6 +105,20 @@ class ModelsealSubsystem(PythonToolRequirementsBase):
         "and docs use (`--release-key`, `release.pub`).",
         help="Deprecated: `[modelseal].release_key`.",
     )
+    oci_registry = StrOption(
+        default=None,
+        help="The OCI registry (HOST[:PORT]) `pants publish` pushes `model_artifact` bundles to "
+        "when their `oci_repository` names no host (docs/distribution.md).",
+    )
+    oci_registry_config = StrOption(
+        default=None,
+        help="A docker config.json with the registry's credentials, relative to the build root "
+        "(never credentials themselves); default: ~/.docker/config.json of the user running Pants.",
+    )
+    oci_plain_http = BoolOption(
+        default=False,
+        help="Push over HTTP instead of HTTPS: for a registry on localhost only.",
+    )
     signing_env_vars = StrListOption(
         default=["SOFTHSM2_CONF"],
         advanced=True,
@@ -141,6 +155,18 @@ class ModelsealSubsystem(PythonToolRequirementsBase):
             """
         ),
     )
+    archive = BoolOption(
+        default=False,
+        help=softwrap(
+            """
+            Also write `<model_name>-<version>.tar`, the deterministic archive of the bundle, next
+            to the bundle directory, for every `model_artifact` whose `archive` field is unset.
+            Off by default: for a model of gigabytes the tar doubles what `package` reads, hashes
+            and writes (docs/benchmarks.md); `modelseal archive --bundle DIR --out FILE.tar`
+            writes the same bytes from the directory when a tar is wanted.
+            """
+        ),
+    )
     allow_dirty = BoolOption(
         default=False,
         help=softwrap(
@@ -151,6 +177,23 @@ class ModelsealSubsystem(PythonToolRequirementsBase):
             fails, and a development build warns once.
             """
         ),
+    )
+    advisories = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            A directory of OSV advisories (JSON records in OSV's schema, e.g. OSV's PyPI export
+            unpacked; relative to the build root). When set, packaging refuses a model whose
+            `model.pex` ships a distribution affected by an advisory rated `fail_on_severity` or
+            higher, naming the package, version, advisory and fixed version (docs/sbom.md).
+            Nothing is fetched.
+            """
+        ),
+    )
+    fail_on_severity = StrOption(
+        default="high",
+        help="With `advisories`: the lowest severity that fails the build (low, medium, high, "
+        "critical; an advisory without a severity counts as above critical).",
     )
     layout_validity_days = IntOption(
         default=365,

@@ -34,6 +34,7 @@ from pants.engine.target import (
     StringField,
     StringSequenceField,
     Target,
+    TriBoolField,
 )
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
@@ -268,6 +269,17 @@ class ModelCompletePlatformsField(PexCompletePlatformsField):
     )
 
 
+class ModelArchiveField(TriBoolField):
+    alias = "archive"
+    help = help_text(
+        """
+        Whether `pants package` also writes `<model_name>-<version>.tar` (the deterministic
+        archive of the bundle directory) next to the directory. Unset: `[modelseal].archive`
+        (default false), because the tar costs a second read, hash and write of every weight.
+        """
+    )
+
+
 class ModelArtifactTarget(Target):
     alias = "model_artifact"
     core_fields = (
@@ -286,6 +298,7 @@ class ModelArtifactTarget(Target):
         ModelInterpreterConstraintsField,
         ModelPlatformsField,
         ModelCompletePlatformsField,
+        ModelArchiveField,
         OutputPathField,
     )
     help = help_text(
@@ -293,8 +306,8 @@ class ModelArtifactTarget(Target):
         A machine-learning model packaged as a portable, byte-reproducible bundle.
 
         `pants package` writes `<output_path>/<model_name>-<version>/` (model.pex, weights/,
-        manifest.json, model.sig and provenance/: the
-        owner-signed in-toto layout and the signed links) and the same as one deterministic
+        manifest.json, model.sig and provenance/: the owner-signed in-toto layout and the signed
+        links), and with `archive=True` the same as one deterministic
         `<model_name>-<version>.tar`. `python model.pex info` summarizes the bundle; `python
         model.pex predict < inputs.json` checks the weights' digests, loads them with the
         handler and prints predictions. `modelseal verify` checks it all on a deployment host.

@@ -9,12 +9,20 @@ owner lookup, memoized with the inference that runs anyway) on every Python sour
 closure, and fails before anything is built or signed. Imports listed in
 `[python-infer].ignored_unowned_imports`, weak imports (inside `try/except ImportError`) and lines
 marked `# pants: no-infer-dep` are allowed, as Pants allows them.
+
+Pants reports an import with two or more owners (say two `python_requirement`s that both provide
+numpy) as unowned too, after warning that it is ambiguous; the model then lacks the module just
+the same, but the fix differs: the message names the owners and says how to choose one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pants.backend.python.dependency_inference.module_mapper import (
+    PythonModuleOwners,
+    PythonModuleOwnersRequest,
+)
 from pants.backend.python.dependency_inference.parse_python_dependencies import (
     ParsedPythonDependencies,
     ParsePythonDependenciesRequest,
@@ -49,6 +57,7 @@ class UnownedImport:
     line: int
     resolve: str
     other_resolves: tuple[str, ...]  # resolves where Pants would find it
+    ambiguous: tuple[str, ...] = ()  # its owners in `resolve`, when more than one provides it
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,23 @@ class UnownedImports:
     def message(self, model: str, lockfiles: dict[str, str]) -> str:
         first = self.imports[0]
         top = first.module.split(".")[0]
+        more = (
+            f" ({len(self.imports) - 1} more: "
+            + ", ".join(f"{i.module} in {i.source}" for i in self.imports[1:4])
+            + ")"
+            if len(self.imports) > 1 else ""
+        )
+        where = f"Cannot package {model}: its handler imports {top} ({first.source}, line " \
+            f"{first.line}), which "
+        if first.ambiguous:
+            owners = ", ".join(first.ambiguous)
+            return (
+                where + f"is ambiguous in the resolve `{first.resolve}`: {owners} all provide "
+                f"it; keep one of them, or choose one in that python_sources target's "
+                f"`dependencies` (e.g. `dependencies=['{first.ambiguous[0]}']`, or "
+                f"`'!{first.ambiguous[-1]}'` to exclude the other). Nothing was built or signed."
+                + more
+            )
         elsewhere = (
             f" (the resolve{'s' if len(first.other_resolves) > 1 else ''} "
             f"{', '.join(f'`{r}`' for r in first.other_resolves)} "
@@ -65,15 +91,8 @@ class UnownedImports:
             if first.other_resolves else ""
         )
         lock = lockfiles.get(first.resolve)
-        more = (
-            f" ({len(self.imports) - 1} more: "
-            + ", ".join(f"{i.module} in {i.source}" for i in self.imports[1:4])
-            + ")"
-            if len(self.imports) > 1 else ""
-        )
         return (
-            f"Cannot package {model}: its handler imports {top} ({first.source}, line "
-            f"{first.line}), which the resolve `{first.resolve}` lacks{elsewhere}; set "
+            where + f"the resolve `{first.resolve}` lacks{elsewhere}; set "
             f"`resolve=` on that python_sources target to a resolve whose lock has {top}, or "
             f"add {top} to the `{first.resolve}` lock"
             + (f" ({lock})" if lock else "")
@@ -130,11 +149,16 @@ async def unowned_model_imports(
         Get(UnownedImportPossibleOwners, UnownedImportPossibleOwnerRequest(module, resolve))
         for _, module, _, resolve in found
     )
+    owners = await MultiGet(
+        Get(PythonModuleOwners, PythonModuleOwnersRequest(module, resolve))
+        for _, module, _, resolve in found
+    )
     return UnownedImports(
         tuple(
             UnownedImport(source, module, line, resolve,
-                          tuple(sorted({name for _, name in other.value})))
-            for (source, module, line, resolve), other in zip(found, others)
+                          tuple(sorted({name for _, name in other.value})),
+                          tuple(sorted(str(a) for a in owner.ambiguous)))
+            for (source, module, line, resolve), other, owner in zip(found, others, owners)
         )
     )
 

@@ -69,7 +69,7 @@ async def verify_models(targets: Targets, console: Console, subsystem: VerifySub
             FallibleProcessResult,
             ToolInvocation(
                 VerifyBundle(
-                    archive=_tar(package),
+                    bundle=_bundle_directory(package),
                     trust="keys/owner.pub",
                     release_key="keys/release.pub",
                     policy=subsystem.policy or "",
@@ -93,8 +93,12 @@ async def verify_models(targets: Targets, console: Console, subsystem: VerifySub
     return Verify(exit_code=1 if failed else 0)
 
 
-def _tar(package: BuiltPackage) -> str:
-    return next(a.relpath for a in package.artifacts if a.relpath and a.relpath.endswith(".tar"))
+def _bundle_directory(package: BuiltPackage) -> str:
+    """The bundle directory `package` wrote (always its first artifact; a tar, when the target
+    asks for one, comes second): verifying it needs no extraction."""
+    relpath = package.artifacts[0].relpath
+    assert relpath, "a model_artifact package names its bundle directory"
+    return relpath
 
 
 def _last_line(output: bytes) -> str:

@@ -20,6 +20,9 @@ EXIT_INTEGRITY = 4
 EXIT_KEY = 5
 EXIT_PROVENANCE = 6
 EXIT_NOT_REPRODUCED = 7  # modelseal rebuild / reproduce found a difference
+# model.pex started by a Python it was not built for: its guard (format/pexguard.py) prints one
+# line and exits with this before pex's bootstrap could look for another interpreter.
+EXIT_WRONG_INTERPRETER = 8
 
 
 class ModelsealError(Exception):
@@ -170,3 +173,15 @@ class PolicyError(VerificationError):
 
     check: ClassVar[str] = "policy"
     exit_code: ClassVar[int] = EXIT_POLICY
+
+
+EXIT_VULNERABLE = 17
+
+
+class VulnerabilityError(VerificationError):
+    """A distribution the SBOM lists is affected by an advisory at or above the configured
+    severity (`modelseal audit-deps`, the build's gate, verify's policy): its own code, so a
+    pipeline can tell "patch a dependency" from every other refusal."""
+
+    check: ClassVar[str] = "policy"  # in verify, the policy's gate (docs/report.schema.json)
+    exit_code: ClassVar[int] = EXIT_VULNERABLE

@@ -172,6 +172,29 @@ def test_measure_checks_latency_and_memory_gates(bundle: Path, capsys: Any) -> N
     assert code == 1 and _failure(err)["metric"] == "peak_rss_mb"
 
 
+def test_evaluate_with_measure_out_loads_once_and_writes_both(
+    bundle: Path, capsys: Any
+) -> None:
+    """What the build runs for an evaluated model: one process, one import and load()."""
+    config = _config(bundle)
+    code, out, err = _run(["evaluate", "--config", config, "--out", "e.json",
+                           "--measure-out", "m.json"], capsys)
+    assert code == 0, err
+    assert err.count("loading") == 1  # the handler's load() ran once, its print on stderr
+    assert json.loads((bundle / "e.json").read_bytes())["metrics"] == {"accuracy": 0.75}
+    assert json.loads((bundle / "m.json").read_bytes())["samples"] == 20
+    assert json.loads(out)["p95_latency_ms"] > 0  # the raw numbers, for the log
+    # The same evaluation.json as `evaluate` alone writes: the measurement does not touch it.
+    code, _, err = _run(["evaluate", "--config", config, "--out", "alone.json"], capsys)
+    assert code == 0 and (bundle / "alone.json").read_bytes() == (bundle / "e.json").read_bytes()
+    # A failing measured gate writes neither file.
+    failing = _config(bundle, gates=["peak_rss_mb <= 1"])
+    code, _, err = _run(["evaluate", "--config", failing, "--out", "e2.json",
+                         "--measure-out", "m2.json"], capsys)
+    assert code == 1 and _failure(err)["metric"] == "peak_rss_mb"
+    assert not (bundle / "e2.json").exists() and not (bundle / "m2.json").exists()
+
+
 def test_predict_refuses_input_the_schema_rejects(bundle: Path, capsys: Any) -> None:
     code, out, err = _run(["predict"], capsys, b'{"x": ["a"]}')
     assert code == EXIT_SPEC

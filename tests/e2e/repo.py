@@ -38,6 +38,10 @@ def shared_cache() -> str:
     return os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ["HOME"], ".cache")
 
 
+# The e2e tests read and compare the bundles' tars, which `package` writes only on request.
+ARCHIVE_ENV = {"PANTS_MODELSEAL_ARCHIVE": "true"}
+
+
 def run_pants(
     repo: Path, *args: str, env: dict[str, str], umask: int = 0o022, pantsd: bool = False
 ) -> subprocess.CompletedProcess[str]:
@@ -48,7 +52,8 @@ def run_pants(
     with `stop_pantsd`."""
     return subprocess.run(
         [str(repo / "pants"), *(() if pantsd else ("--no-pantsd",)), *args],
-        cwd=repo, env=env, umask=umask, capture_output=True, text=True, timeout=1800,
+        cwd=repo, env={**env, **ARCHIVE_ENV}, umask=umask, capture_output=True, text=True,
+        timeout=1800,
     )
 
 

@@ -4,6 +4,8 @@ real PEX builds, model.pex really run in the sandbox before anything is signed."
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +14,7 @@ import pytest
 from pants.engine.internals.scheduler import ExecutionError
 from pants.testutil.rule_runner import RuleRunner
 
-from plugin.test_model_rules import (  # noqa: F401 - rule_runner is a fixture
-    contents,
-    package,
-    rule_runner,
-    write_model,
-)
+from plugin.runner import contents, package, write_model
 
 HANDLER = '''\
 import json
@@ -50,7 +47,7 @@ OUTPUT_SCHEMA = {"type": "object", "required": ["scaled"]}
 
 
 def write_evaluation(
-    rule_runner: RuleRunner,  # noqa: F811 - the imported fixture
+    rule_runner: RuleRunner,
     gates: str,
     input_schema: object = INPUT_SCHEMA,
 ) -> None:
@@ -73,13 +70,13 @@ def write_evaluation(
     )
 
 
-def _error(rule_runner: RuleRunner) -> str:  # noqa: F811 - the imported fixture
+def _error(rule_runner: RuleRunner) -> str:
     with pytest.raises(ExecutionError) as raised:
         package(rule_runner)
     return str(raised.value)
 
 
-def test_numpy_in_the_wrong_resolve_fails_before_signing(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
+def test_numpy_in_the_wrong_resolve_fails_before_signing(rule_runner: RuleRunner) -> None:
     write_model(rule_runner)
     rule_runner.write_files(
         {"models/toy/handler.py": "import numpy\n"
@@ -94,7 +91,7 @@ def test_numpy_in_the_wrong_resolve_fails_before_signing(rule_runner: RuleRunner
 
 
 def test_the_smoke_test_names_a_module_the_inference_was_told_to_skip(
-    rule_runner: RuleRunner,  # noqa: F811 - the imported fixture
+    rule_runner: RuleRunner,
 ) -> None:
     write_model(rule_runner)
     rule_runner.write_files(
@@ -108,7 +105,7 @@ def test_the_smoke_test_names_a_module_the_inference_was_told_to_skip(
     assert "Set `resolve=`" in message
 
 
-def test_a_handler_that_cannot_load_is_not_signed(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
+def test_a_handler_that_cannot_load_is_not_signed(rule_runner: RuleRunner) -> None:
     write_model(rule_runner)
     rule_runner.write_files(
         {"models/toy/handler.py": "def load(w):\n    raise RuntimeError('corrupt weights')\n\n"
@@ -118,7 +115,7 @@ def test_a_handler_that_cannot_load_is_not_signed(rule_runner: RuleRunner) -> No
     assert "load(weights) raised RuntimeError: corrupt weights" in message
 
 
-def test_evaluation_is_recorded_and_linked(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
+def test_evaluation_is_recorded_and_linked(rule_runner: RuleRunner) -> None:
     write_evaluation(rule_runner, "['accuracy >= 0.7', 'p95_latency_ms <= 60000']")
     built = package(rule_runner)
     files = contents(rule_runner, built)
@@ -160,22 +157,103 @@ def test_evaluation_is_recorded_and_linked(rule_runner: RuleRunner) -> None:  # 
     assert ok.returncode == 0 and json.loads(ok.stdout) == {"scaled": [5.0]}
 
 
-def test_a_failing_gate_writes_nothing(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
-    write_evaluation(rule_runner, "['accuracy >= 0.9']")
+@pytest.mark.parametrize(
+    ("gates", "input_schema", "expected"),
+    [
+        pytest.param("['accuracy >= 0.9']", INPUT_SCHEMA, (
+            "The evaluation of models/toy:model failed before signing",
+            "gate failed: metric accuracy measured 0.75, threshold >= 0.9",
+        ), id="metric gate"),
+        pytest.param("['p95_latency_ms < 0']", INPUT_SCHEMA, (
+            "gate failed: metric p95_latency_ms measured", "threshold < 0.0",
+        ), id="measured gate"),
+        pytest.param("[]", {"oneOf": [{"type": "object"}]}, (
+            "the keyword 'oneOf' is not supported", "interface.input",
+        ), id="unsupported schema keyword"),
+    ],
+)
+def test_a_failing_evaluation_writes_nothing(
+    rule_runner: RuleRunner, gates: str, input_schema: object, expected: tuple[str, ...]
+) -> None:
+    write_evaluation(rule_runner, gates, input_schema=input_schema)
     message = _error(rule_runner)
-    assert "The evaluate of models/toy:model failed before signing" in message
-    assert "gate failed: metric accuracy measured 0.75, threshold >= 0.9" in message
+    for text in expected:
+        assert text in message
 
 
-def test_a_failing_latency_gate_writes_nothing(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
-    write_evaluation(rule_runner, "['p95_latency_ms < 0']")
+def test_an_import_with_two_owners_is_named_ambiguous(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner)
+    rule_runner.write_files(
+        {
+            "3rdparty/BUILD": "python_requirement(name='numpy', requirements=['numpy'])\n"
+            "python_requirement(name='numpy-again', requirements=['numpy>=1'])\n",
+            "models/toy/handler.py": "import numpy\n"
+            "def load(w):\n    return 1\n\ndef predict(m, i):\n    return i\n",
+        }
+    )
     message = _error(rule_runner)
-    assert "gate failed: metric p95_latency_ms measured" in message
-    assert "threshold < 0.0" in message
+    assert "UnownedImportError" in message
+    assert "its handler imports numpy (models/toy/handler.py, line 1), which is ambiguous in " \
+        "the resolve `python-default`: 3rdparty:numpy, 3rdparty:numpy-again all provide it" \
+        in message
+    assert "`dependencies=['3rdparty:numpy']`" in message
+    assert "lacks" not in message
 
 
-def test_an_unsupported_schema_keyword_is_refused(rule_runner: RuleRunner) -> None:  # noqa: F811 - the imported fixture
-    write_evaluation(rule_runner, "[]", input_schema={"oneOf": [{"type": "object"}]})
-    message = _error(rule_runner)
-    assert "the keyword 'oneOf' is not supported" in message
-    assert "interface.input" in message
+def _namespaces_allowed() -> bool:
+    """Whether this host lets the build run the model in a network namespace of its own."""
+    unshare = shutil.which("unshare")
+    return unshare is not None and subprocess.run(
+        [unshare, "--net", "--map-root-user", "--", sys.executable, "-c", "pass"],
+        capture_output=True,
+    ).returncode == 0
+
+
+CONNECTING_HANDLER = '''\
+import _socket
+import socket
+
+
+def load(weights_dir):
+    if {bypass}:
+        connection = _socket.socket()
+        connection.connect(("127.0.0.1", {port}))
+    else:
+        connection = socket.create_connection(("127.0.0.1", {port}))
+    connection.send(b"model")
+    return 1
+
+
+def predict(model, inputs):
+    return inputs
+'''
+
+
+@pytest.mark.parametrize("bypass_the_guard", [False, True], ids=["socket", "_socket"])
+def test_a_model_that_connects_to_localhost_is_not_signed(
+    rule_runner: RuleRunner, bypass_the_guard: bool
+) -> None:
+    """load() connects to a server this test really listens on, on 127.0.0.1. Through `socket`,
+    the in-process guard refuses it on every host. Through `_socket` (below the guard, as C code
+    or a subprocess would be), only the network namespace stops it: where the host allows one,
+    the connection is unreachable; where not, the documented limit of the guard shows."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(0.5)
+        port = server.getsockname()[1]
+        handler = CONNECTING_HANDLER.format(bypass=bypass_the_guard, port=port)
+        write_model(rule_runner)
+        rule_runner.write_files({"models/toy/handler.py": handler})
+        if bypass_the_guard and not _namespaces_allowed():
+            package(rule_runner)  # the guard alone does not see _socket (docs/evaluation.md)
+            server.accept()[0].close()
+            return
+        message = _error(rule_runner)
+        with pytest.raises(socket.timeout):
+            server.accept()  # nothing reached the server
+    assert "The smoke test of models/toy:model failed before signing" in message
+    if bypass_the_guard:
+        assert "load(weights) raised OSError: [Errno 101] Network is unreachable" in message
+        assert "it ran in a network namespace of its own, without network" in message
+    else:
+        assert "load(weights) raised OSError: modelseal: no network while the build runs the " \
+            "model (create_connection)" in message

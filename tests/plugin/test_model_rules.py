@@ -13,20 +13,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from pants.backend.python import register as python_backend
-from pants.backend.python import target_types_rules
-from pants.backend.python.util_rules import pex_from_targets, python_sources
 from pants.build_graph.address import Address
-from pants.core.goals import package as package_goal
-from pants.core.goals.package import BuiltPackage, Package
-from pants.core.target_types import FilesGeneratorTarget, FileTarget
-from pants.core.target_types import rules as core_target_type_rules
-from pants.core.util_rules import system_binaries
-from pants.engine.fs import Digest, DigestContents
+from pants.core.goals.package import Package
+from pants.engine.fs import DigestContents
 from pants.engine.internals.scheduler import ExecutionError
-from pants.testutil.rule_runner import QueryRule, RuleRunner
+from pants.testutil.rule_runner import RuleRunner
 
-from modelseal_pants import register
 from modelseal_pants.build_info import (
     FALLBACK_EPOCH,
     BuildInfo,
@@ -34,24 +26,10 @@ from modelseal_pants.build_info import (
     WorktreeChecked,
     WorktreeCheckRequest,
 )
-from modelseal_pants.package import ModelArtifactFieldSet
 from modelseal_pants.signing import PublicKeys, PublicKeysRequest
 from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
 from modelseal_pants.training import TrainedModel, TrainModelRequest
-from plugin.test_pex_through_rule_graph import pex_cli_options
-
-HANDLER = '''\
-import os
-
-
-def load(weights_dir):
-    with open(os.path.join(weights_dir, "nested", "scale.txt")) as f:
-        return float(f.read())
-
-
-def predict(model, inputs):
-    return {"scaled": [x * model for x in inputs["values"]]}
-'''
+from plugin.runner import INHERIT, contents, options, package, write_model
 
 TRAIN = '''\
 import os
@@ -67,107 +45,28 @@ def train(data_dir, output_dir, seed, hyperparameters):
 '''
 
 
-def modelseal_sources() -> dict[str, str]:
-    """The real modelseal package, written into the RuleRunner's build root."""
-    files = {
-        path.as_posix(): path.read_text()
-        for path in sorted(Path("src").glob("modelseal/**/*.py"))
-    }
-    # One python_sources per package directory, as in the repository.
-    for package in {str(Path(name).parent) for name in files}:
-        files[f"{package}/BUILD"] = "python_sources(name='lib')"
-    return files
-
-
-def options(validity_days: int = 73000) -> list[str]:
-    return [
-        *pex_cli_options(),
-        "--source-root-patterns=['src', 'models']",
-        "--python-interpreter-constraints=['CPython==3.9.*']",
-        "--python-enable-resolves",
-        "--python-resolves={'python-default': 'lock.txt'}",
-        "--python-invalid-lockfile-behavior=ignore",
-        "--python-bootstrap-search-path=['<PATH>', '<PYENV>']",
-        # Not a git checkout: SOURCE_DATE_EPOCH falls back to 1980; the layout must live long.
-        f"--modelseal-layout-validity-days={validity_days}",
-        # The tool and runtime from the sources written above, as in this repository's pants.toml.
-        "--modelseal-tool=//src/modelseal:lib",
-        "--modelseal-runtime=['//src/modelseal/embedded/runtime.py:lib', "
-        "'//src/modelseal/embedded/training.py:lib']",
+def test_package_writes_no_tar_unless_asked(rule_runner: RuleRunner, tmp_path: Path) -> None:
+    """The tar is a second read, hash and write of every weight: by default `package` writes
+    only the bundle directory; `[modelseal].archive` asks for the tar of every model."""
+    write_model(rule_runner)
+    built = package(rule_runner)
+    assert [a.relpath for a in built.artifacts] == ["models.toy/model/toy-1.2.3"]
+    files = contents(rule_runner, built)
+    assert not [path for path in files if path.endswith(".tar")]
+    assert "models.toy/model/toy-1.2.3/model.sig" in files
+    rule_runner.set_options([*options(), "--modelseal-archive"],
+                            env={"XDG_DATA_HOME": str(tmp_path)}, env_inherit=INHERIT)
+    with_tar = package(rule_runner)
+    assert [a.relpath for a in with_tar.artifacts] == [
+        "models.toy/model/toy-1.2.3",
+        "models.toy/model/toy-1.2.3.tar",
     ]
-
-
-INHERIT = {"PATH", "PYENV_ROOT", "HOME"}
-
-
-@pytest.fixture
-def rule_runner(tmp_path: Path) -> RuleRunner:
-    runner = RuleRunner(
-        rules=[
-            *pex_from_targets.rules(),
-            *python_sources.rules(),
-            *target_types_rules.rules(),
-            *system_binaries.rules(),
-            *register.rules(),
-            *package_goal.rules(),
-            *core_target_type_rules(),
-            QueryRule(BuiltPackage, [ModelArtifactFieldSet]),
-            QueryRule(TrainedModel, [TrainModelRequest]),
-            QueryRule(RuntimeSources, [RuntimeSourcesRequest]),
-            QueryRule(BuildInfo, [BuildInfoRequest]),
-            QueryRule(WorktreeChecked, [WorktreeCheckRequest]),
-            QueryRule(PublicKeys, [PublicKeysRequest]),
-            QueryRule(DigestContents, [Digest]),
-        ],
-        target_types=[*python_backend.target_types(), *register.target_types(),
-                      FileTarget, FilesGeneratorTarget],
-    )
-    # A development keyring of the test's own: no key configured means the development default.
-    runner.set_options(options(), env={"XDG_DATA_HOME": str(tmp_path)}, env_inherit=INHERIT)
-    runner.write_files(
-        {
-            **modelseal_sources(),
-            # The real lock of the tool's resolve: the tool needs cryptography and in-toto.
-            "lock.txt": Path("3rdparty/python/lock.txt").read_text(),
-        }
-    )
-    return runner
-
-
-def write_model(rule_runner: RuleRunner, **fields: str) -> None:
-    arguments = {
-        "model_name": "'toy'",
-        "version": "'1.2.3'",
-        "entry_point": "'toy.handler'",
-        "dependencies": "['models/toy/handler.py']",
-        "weights": "['nested/scale.txt', 'README.md']",
-        "metrics": "{'accuracy': 0.5}",
-        "license": "'MIT'",
-        **fields,
-    }
-    rendered = ", ".join(f"{key}={value}" for key, value in arguments.items())
-    rule_runner.write_files(
-        {
-            "models/toy/BUILD": f"python_sources()\nmodel_artifact(name='model', {rendered})\n",
-            "models/toy/handler.py": HANDLER,
-            "models/toy/nested/scale.txt": "2.5",
-            "models/toy/README.md": "a toy model\n",
-        }
-    )
-
-
-def package(rule_runner: RuleRunner, spec: str = "models/toy:model") -> BuiltPackage:
-    address = Address(spec.split(":")[0], target_name=spec.split(":")[1])
-    field_set = ModelArtifactFieldSet.create(rule_runner.get_target(address))
-    return rule_runner.request(BuiltPackage, [field_set])
-
-
-def contents(rule_runner: RuleRunner, built: BuiltPackage) -> dict[str, bytes]:
-    return {c.path: c.content for c in rule_runner.request(DigestContents, [built.digest])}
+    tarred = contents(rule_runner, with_tar)
+    assert {p: c for p, c in tarred.items() if not p.endswith(".tar")} == files
 
 
 def test_package_writes_bundle_and_tar(rule_runner: RuleRunner) -> None:
-    write_model(rule_runner)
+    write_model(rule_runner, archive="True")
     built = package(rule_runner)
     assert [a.relpath for a in built.artifacts] == [
         "models.toy/model/toy-1.2.3",
@@ -177,7 +76,8 @@ def test_package_writes_bundle_and_tar(rule_runner: RuleRunner) -> None:
     prefix = "models.toy/model/toy-1.2.3/"
     provenance = sorted(p[len(prefix):] for p in files if p.startswith(f"{prefix}provenance/"))
     assert [p.split(".")[0] for p in provenance] == [
-        "provenance/package", "provenance/root", "provenance/sign"
+        "provenance/build", "provenance/package", "provenance/root", "provenance/sbom",
+        "provenance/sign",
     ]
     assert set(files) == {
         f"{prefix}manifest.json",

@@ -28,6 +28,10 @@ from modelseal.errors import EXIT_NOT_REPRODUCED, ModelsealError, SpecError
 # release keys (which the auditor does not have) give way to a development keyring; a generated
 # layout may carry any validity (it is signature-bearing, so not compared), which lets old commits
 # whose layout would have expired by now still build.
+# Audits compare tars, which `package` writes only on request (`[modelseal].archive`). As an
+# environment variable, not an option: a commit whose plugin predates the option (and always wrote
+# the tar) ignores it, where an unknown command-line option would fail the build.
+ARCHIVE_ENV = {"PANTS_MODELSEAL_ARCHIVE": "true"}
 AUDIT_OPTIONS = (
     "--no-pantsd",
     "--no-local-cache",
@@ -145,7 +149,7 @@ def run_package(build: Build, label: str) -> None:
           file=sys.stderr, flush=True)
     with open(build.log, "w", encoding="utf-8") as log:
         process = subprocess.Popen(
-            argv, cwd=build.checkout, env=dict(build.env), umask=build.umask,
+            argv, cwd=build.checkout, env={**build.env, **ARCHIVE_ENV}, umask=build.umask,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, errors="replace",
         )

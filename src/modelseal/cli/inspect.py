@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Optional
 
+from modelseal.cli.evidence_summary import standard_evidence
 from modelseal.errors import EXIT_OK, ModelsealError
 from modelseal.format.canonical import canonical_json, load_json
 from modelseal.format.manifest import PROVENANCE_DIR, SIGNATURE_PATH, Manifest, describe
@@ -39,6 +40,7 @@ class Signing:
     layout_expires: str | None = None
     layout_steps: tuple[str, ...] = ()
     links: list[tuple[str, str]] = field(default_factory=list)  # (step, key id)
+    evidence: list[tuple[str, str]] = field(default_factory=list)  # (row name, what it claims)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -80,6 +82,7 @@ def _signing(files: dict[str, bytes], present: set[str]) -> Signing:
         except (ValueError, KeyError, TypeError):
             result.problems.append(f"{path} is not an in-toto link")
     result.links.sort()
+    result.evidence = standard_evidence(files)
     return result
 
 
@@ -154,6 +157,7 @@ def _text(manifest: Manifest, present: dict[str, int], signing: Signing,
                          f"{', '.join(signing.layout_steps)}"))
         for step, key in signing.links:
             rows.append((f"link {step}", f"key {short_key_id(key)}"))
+    rows += signing.evidence
     rows += [("problem", problem) for problem in signing.problems]
     width = max(len(r[0]) for r in rows)
     lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]

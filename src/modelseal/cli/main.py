@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     # inference puts every command's module into the tool PEX and the tests' sandboxes.
     import modelseal.cli.audit
     import modelseal.cli.build
+    import modelseal.cli.distribute
+    import modelseal.cli.evidence
     import modelseal.cli.inspect
     import modelseal.cli.record
     import modelseal.cli.runtime
@@ -195,6 +197,25 @@ COMMANDS: tuple[Command, ...] = (
         "An internal step that the modelseal Pants rules run when no keys are configured.",
     ),
     Command(
+        "attest",
+        "(internal) write a bundle's CycloneDX SBOM and SLSA provenance",
+        "evidence:attest",
+        "evidence:attest_arguments",
+        "An internal step that the modelseal Pants rules run before signing: write "
+        "DIR/provenance/sbom.cdx.json (CycloneDX 1.6 ML-BOM) and DIR/provenance/build.intoto.jsonl "
+        "(SLSA Provenance v1, DSSE, signed with the package key); with --advisories, refuse a "
+        "dependency with a known vulnerability first (docs/sbom.md, docs/provenance.md).",
+    ),
+    Command(
+        "audit-deps",
+        "check a bundle's SBOM against OSV advisories in a local directory",
+        "evidence:audit_deps",
+        "evidence:audit_deps_arguments",
+        "Match every PyPI component of BUNDLE's SBOM (a bundle directory, its tar, or the SBOM "
+        "file) against the OSV records in --advisories; exit 17 naming the package, version, "
+        "advisory and fixed version when one is rated --fail-on or higher (docs/sbom.md).",
+    ),
+    Command(
         "sign",
         "sign a bundle and record the sign step",
         "signing:sign",
@@ -210,6 +231,18 @@ COMMANDS: tuple[Command, ...] = (
         "Check a bundle directory or tar before installing it: archive safety, model.sig, the "
         "in-toto provenance, every file against the manifest, this host's interpreter, and the "
         "policy; stops at the first failure with its own exit code (docs/verification.md).",
+    ),
+    Command(
+        "push",
+        "push a bundle to an OCI registry as a ModelPack artifact (docs/distribution.md)",
+        "distribute:push",
+        "distribute:push_arguments",
+    ),
+    Command(
+        "pull",
+        "fetch a bundle from an OCI registry, verify it, then write it into DIR",
+        "distribute:pull",
+        "distribute:pull_arguments",
     ),
     Command(
         "run",

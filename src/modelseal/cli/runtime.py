@@ -1,5 +1,6 @@
 """`modelseal runtime-sources DIR` (internal): what the plugin embeds in every model.pex when the
-tool is installed from its wheel (modelseal.embedded.sources)."""
+tool is installed from its wheel (modelseal.embedded.sources); `modelseal guard-pex PEX`
+(internal): the interpreter guard in front of model.pex's bootstrap (modelseal.format.pexguard)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,13 @@ def guard_pex_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def guard_pex(args: argparse.Namespace) -> int:
+    """The guard also needs where the PEX's wheels run: read here from the PEX itself, by the
+    function that writes the manifest's `runtime.environments`, so the two always agree."""
     from modelseal.format.pexguard import guard_pex as guard
+    from modelseal.verify.environments import environments_from_wheels
+    from modelseal.verify.hostcheck import read_pex_info
 
-    guard(args.pex, args.python, args.constraint)
+    info = read_pex_info(args.pex, args.pex)
+    environments = environments_from_wheels(info.wheels) if info is not None else []
+    guard(args.pex, args.python, args.constraint, environments)
     return EXIT_OK

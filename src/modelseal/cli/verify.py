@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
+from modelseal.cli.distribute import local_copy, oci_arguments
 from modelseal.cli.passthrough import split_passthrough
 from modelseal.errors import EXIT_OK, ModelsealError, SpecError
 from modelseal.format.canonical import canonical_json
@@ -60,7 +61,11 @@ SCRUBBED_PREFIXES = ("PEX_", "__PEX_", "PYTHON", "LD_", "DYLD_")
 
 
 def verify_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bundle", metavar="BUNDLE_OR_TAR", help="a bundle directory or its .tar")
+    parser.add_argument(
+        "bundle",
+        metavar="BUNDLE_OR_TAR",
+        help="a bundle directory, its .tar, or oci://HOST/REPOSITORY@sha256:DIGEST in a registry",
+    )
     parser.add_argument(
         "--trust", required=True, metavar="OWNER.pub", help="the layout owner's public key"
     )
@@ -92,6 +97,7 @@ def verify_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             option, type=int, default=limit, metavar="BYTES", help=f"{what} (default {limit})"
         )
+    oci_arguments(parser)
 
 
     parser.add_argument(
@@ -170,7 +176,7 @@ def _options(args: argparse.Namespace, progress: TerminalProgress | None) -> Ver
     )
 
 
-def _artifact(path: str) -> tuple[str, str | None]:
+def _artifact(path: str, oci_digest: str | None = None) -> tuple[str, str | None]:
     """(kind, sha256) of the artifact as the user named it: a tar's own digest (what a registry or
     release page publishes), None for a directory, whose files the report's manifest digest and
     model.sig cover instead. Read once more for the report only: the checks hash the extracted
@@ -184,8 +190,10 @@ def _artifact(path: str) -> tuple[str, str | None]:
     return "missing", None
 
 
-def _document(report: Report, args: argparse.Namespace, command: str) -> dict[str, object]:
-    kind, digest = _artifact(args.bundle)
+def _document(
+    report: Report, args: argparse.Namespace, command: str, oci_digest: str | None = None
+) -> dict[str, object]:
+    kind, digest = _artifact(args.bundle, oci_digest)
     return report.to_json(command=command, path=args.bundle, kind=kind, sha256=digest)
 
 
@@ -251,14 +259,23 @@ def _signals_unwind() -> Iterator[None]:
             signal.signal(number, old)
 
 
+def verify_then(
+    args: argparse.Namespace, then: Callable[[str], int], destination: str | None = None
+) -> int:
+    """Verify, then call `then` with the verified directory (`modelseal pull` moves it); an
+    oci:// artifact is fetched under `destination` (a private directory by default)."""
+    return _verify_then(args, None, lambda report: then(report.bundle_dir), destination)
+
+
 def _verify_then(
     args: argparse.Namespace,
     command: Sequence[str] | None,
     then: Callable[[Report], int] | None = None,
+    destination: str | None = None,
 ) -> int:
     try:
         with _signals_unwind():
-            return _verify_then_inner(args, command, then)
+            return _verify_then_inner(args, command, then, destination)
     except _Signalled as s:
         name = signal.Signals(s.number).name
         print(f"modelseal: error: stopped by {name}; nothing was kept", file=sys.stderr)
@@ -269,6 +286,7 @@ def _verify_then_inner(
     args: argparse.Namespace,
     command: Sequence[str] | None,
     then: Callable[[Report], int] | None,
+    destination: str | None = None,
 ) -> int:
     name = "verify" if command is None else "run"
     if then is not None:
@@ -276,16 +294,18 @@ def _verify_then_inner(
     progress = None if args.json else default_progress()
     try:
         options = _options(args, progress)
-        with verified_bundle(args.bundle, options) as report:
+        with local_copy(args, options.limits, destination) as (path, oci_digest), \
+                verified_bundle(path, options) as report:
             if progress is not None:
                 progress.close()
             if args.json:
-                _emit(_document(report, args, name), to_stderr=command is not None)
+                document = _document(report, args, name, oci_digest)
+                _emit(document, to_stderr=command is not None)
             else:
                 _print_report(report, quiet=command is not None)
             if command is not None and report.ok:
                 # A tar's verified copy sits in a private scratch directory: PEX_ROOT goes there.
-                is_tar = os.path.isfile(args.bundle)
+                is_tar = os.path.isfile(path) or oci_digest is not None
                 scratch = os.path.dirname(report.bundle_dir) if is_tar else None
                 return _run_pex(report, command, model_python(args), scratch)
             if then is not None and report.ok:

@@ -7,15 +7,19 @@ answers each declared example, whose input and output are checked against the in
 schemas. With an evaluation declared, the model's own `evaluate(model, dataset_dir) -> metrics`
 runs on the evaluation data and every gate on those metrics is checked.
 
-Two commands, because only one of them may be cached:
-- `evaluate` is deterministic (metrics, schema checks, the sha256 of the canonical outputs on the
-  examples) and writes `evaluation.json`, which the bundle carries and `model.sig` covers;
-- `measure` times N predictions and reads the process's peak memory, and checks them against
-  their gates. Those numbers differ from run to run, and the evaluate link that records them is
-  in the bundle, which must stay byte-reproducible across machines and caches. So `--out` gets
-  what the measurement proved, which does not vary: per measured gate, the bound it held under
-  (`"p95_latency_ms": "<= 50"`) and the number of timed predictions; the raw numbers go to
-  stdout, which the build logs (docs/evaluation.md, "Measurements and reproducibility").
+What they produce, and why it is split in two:
+- the evaluation is deterministic (metrics, schema checks, the sha256 of the canonical outputs on
+  the examples) and goes to `evaluation.json`, which the bundle carries and `model.sig` covers;
+- the measurement times N predictions and reads the process's peak memory, and checks them
+  against their gates. Those numbers differ from run to run, and the evaluate link that records
+  them is in the bundle, which must stay byte-reproducible across machines and caches. So its
+  file gets what the measurement proved, which does not vary: per measured gate, the bound it
+  held under (`"p95_latency_ms": "<= 50"`) and the number of timed predictions; the raw numbers
+  go to stdout, which the build logs (docs/evaluation.md, "Measurements and reproducibility").
+
+The build runs both in one process, `evaluate --measure-out FILE`: the model's imports and
+`load()` are most of the cost (scikit-learn alone takes seconds to import), and a second process
+paid them again. `measure` alone remains for running the measurement by hand.
 
 A failure prints one line on stderr, `modelseal-failure: {...}` (JSON: what failed, the missing
 module or the gate's metric, measured value and threshold), for the build to turn into its
@@ -88,7 +92,10 @@ def _import(entry_point: str, what: str) -> Any:
     return obj
 
 
-def _load(directory: str, manifest: Manifest) -> tuple[Any, Any]:
+Loaded = tuple[Any, Any]  # (the handler, the model load() returned)
+
+
+def _load(directory: str, manifest: Manifest) -> Loaded:
     """Import the handler and load the model: the smoke test's first two steps."""
     handler = _import(manifest.entry_point, "entry point")
     for name in ("load", "predict"):
@@ -156,9 +163,11 @@ def _metrics(value: Any, entry_point: str) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in sorted(value.items())}
 
 
-def evaluate(directory: str, manifest: Manifest, config: Mapping[str, Any]) -> bytes:
+def evaluate(
+    directory: str, manifest: Manifest, config: Mapping[str, Any], loaded: Loaded | None = None
+) -> bytes:
     """The smoke test, then the declared evaluation; the canonical evaluation.json."""
-    handler, model = _load(directory, manifest)
+    handler, model = loaded or _load(directory, manifest)
     examples = list(config.get("examples", []))
     outputs = _predict_examples(handler, model, manifest, examples)
     metrics: dict[str, float] = {}
@@ -213,12 +222,13 @@ def _peak_rss_mb() -> float:
 
 
 def measure(
-    directory: str, manifest: Manifest, config: Mapping[str, Any]
+    directory: str, manifest: Manifest, config: Mapping[str, Any], loaded: Loaded | None = None
 ) -> tuple[bytes, dict[str, float]]:
     """Time N predictions (the examples, in turn) and read the peak memory; check the gates on
     them. Returns (the attested bounds as canonical JSON, for the evaluate link's byproducts;
-    the raw measurements, for the build's log)."""
-    handler, model = _load(directory, manifest)
+    the raw measurements, for the build's log). After `evaluate` in the same process, the peak
+    memory includes the evaluation's."""
+    handler, model = loaded or _load(directory, manifest)
     examples = list(config.get("examples", []))
     samples = int(config.get("latency_samples", 0))
     latencies = []
@@ -276,16 +286,25 @@ def no_network() -> Iterator[list[str]]:
          socket.create_connection) = saved
 
 
-def run(command: str, directory: str, manifest: Manifest, config_path: str, out: str) -> int:
-    """`model.pex evaluate|measure`: 0 and `out` written, or 1 and one failure line on stderr."""
+def run(
+    command: str, directory: str, manifest: Manifest, config_path: str, out: str,
+    measure_out: str | None = None,
+) -> int:
+    """`model.pex evaluate|measure`: 0 and `out` written, or 1 and one failure line on stderr.
+    `evaluate` with `measure_out` also measures, on the model it loaded, and writes the attested
+    bounds there: nothing is written unless both passed."""
     try:
         config = read_config(config_path)
         measured: dict[str, float] | None = None
+        outputs: dict[str, bytes] = {}
         with contextlib.redirect_stdout(sys.stderr), no_network() as attempts:
             if command == "evaluate":
-                data = evaluate(directory, manifest, config)
+                loaded = _load(directory, manifest)
+                outputs[out] = evaluate(directory, manifest, config, loaded)
+                if measure_out:
+                    outputs[measure_out], measured = measure(directory, manifest, config, loaded)
             else:
-                data, measured = measure(directory, manifest, config)
+                outputs[out], measured = measure(directory, manifest, config)
         if attempts:
             raise Failure("network", f"the model tried to use the network: {attempts[0]}; "
                           "a model must load and predict from its bundle alone")
@@ -293,8 +312,9 @@ def run(command: str, directory: str, manifest: Manifest, config_path: str, out:
         details = e.details if isinstance(e, Failure) else {"kind": "config", "message": str(e)}
         print(f"{FAILURE_MARKER} {json.dumps(details, sort_keys=True)}", file=sys.stderr)
         return 1
-    with open(out, "wb") as f:
-        f.write(data)
+    for path, data in outputs.items():
+        with open(path, "wb") as f:
+            f.write(data)
     if measured is not None:
         print(json.dumps(measured, sort_keys=True))
     return 0

@@ -32,7 +32,17 @@ from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 from modelseal.embedded.schema import validate
-from modelseal.errors import IntegrityError, ModelsealError, SpecError
+from modelseal.errors import (
+    EXIT_FAILURE,
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_SPEC,
+    EXIT_USAGE,
+    EXIT_WRONG_INTERPRETER,
+    IntegrityError,
+    ModelsealError,
+    SpecError,
+)
 from modelseal.format.canonical import canonical_json, load_json
 from modelseal.format.digests import check_tree
 from modelseal.format.manifest import MANIFEST_PATH, WEIGHTS_DIR, Manifest, describe
@@ -139,6 +149,13 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Run the model packaged in this bundle. Weights are verified against "
         "manifest.json before the model's code is loaded.",
+        # The codes a script running a model can act on (docs/formats.md, "Exit codes").
+        epilog=f"exit codes: {EXIT_OK} success; {EXIT_FAILURE} a file could not be read, or the "
+        f"outputs are not JSON; {EXIT_USAGE} bad arguments; {EXIT_SPEC} invalid "
+        f"input (the JSON on stdin, the manifest, the entry point); {EXIT_INTEGRITY} a weight "
+        f"file differs from the manifest; {EXIT_WRONG_INTERPRETER} started by a Python this "
+        "model.pex was not built for (one line names the interpreters it needs; it never "
+        "switches to another Python by itself)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("info", help="show the bundle's manifest: model, runtime, files, lineage")
@@ -154,6 +171,11 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("--config", required=True, help="the evaluation config (JSON)")
         command.add_argument("--out", required=True, help="where to write the result (JSON)")
+        if name == "evaluate":
+            command.add_argument(
+                "--measure-out",
+                help="also measure, in this process, and write the measured gates' bounds here",
+            )
     return parser
 
 
@@ -162,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         directory = bundle_dir()
         manifest = load_manifest(directory)
@@ -171,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command in ("evaluate", "measure"):
             from modelseal.embedded.evaluation import run
 
-            return run(args.command, directory, manifest, args.config, args.out)
+            return run(args.command, directory, manifest, args.config, args.out,
+                       getattr(args, "measure_out", None))
         else:
             sys.stdout.flush()
             predict(directory, manifest, sys.stdin.buffer, sys.stdout.buffer)

@@ -129,8 +129,8 @@ def check_tree(
     unlisted_ok: Callable[[str], bool] = lambda path: False,
     known: Mapping[str, tuple[str, int]] | None = None,
 ) -> None:
-    """The one check of files against a manifest (verify's integrity check, `model.pex`'s check
-    before loading, `modelseal.format.bundle.verify_files`): every regular file under
+    """The one check of files against a manifest, shared by verify's integrity check and
+    `model.pex`'s check before loading, so the two cannot disagree: every regular file under
     `root/below` is one of `expected` (or `unlisted_ok`), nothing there is a link or special
     file, and every expected file has its size and sha256. IntegrityError naming the first file
     that does not hold (SpecError's refusals of links become IntegrityError here)."""

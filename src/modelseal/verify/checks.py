@@ -57,6 +57,7 @@ from modelseal.format.safe_extract import (
 from modelseal.format.tree import walk
 from modelseal.keys.core import PublicKey
 from modelseal.keys.ids import short_key_id
+from modelseal.verify.build_provenance import check_build_provenance
 from modelseal.verify.evaluation_policy import check_evaluation_file, read_measurements
 from modelseal.verify.policy import PolicyFacts, evaluate
 from modelseal.verify.report import (
@@ -68,6 +69,7 @@ from modelseal.verify.report import (
     VerifyOptions,
 )
 from modelseal.verify.runtime_check import runtime_line, verify_5_runtime
+from modelseal.verify.vulnerability_policy import check_vulnerabilities
 
 __all__ = [
     "CHECKS",
@@ -248,11 +250,12 @@ def verify_3_provenance(options: VerifyOptions, state: _State, now: dt.datetime)
             where=os.path.join(root, PROVENANCE_DIR),
             remedy="re-sign the bundle's provenance, or re-download the bundle",
         ) from None
+    build = check_build_provenance(root, layout, state.hashed)
     state.steps, state.link_signers = steps, tuple(sorted(signers))
     state.signers = tuple(sorted({key for _, key in signers}))
     return (
         f"layout (expires {state.expires}) and {len(signers)} link signature(s) verified; "
-        f"steps {', '.join(steps)}"
+        f"steps {', '.join(steps)}; {build}"
     )
 
 
@@ -361,7 +364,9 @@ def verify_7_policy(report: Report, options: VerifyOptions, state: _State, now: 
         # Read only after the provenance check verified the links.
         measurements=read_measurements(state.root) if "evaluate" in state.steps else {},
     )
-    return "; ".join(evaluate(options.policy, facts, options.policy_source)) or "no rules"
+    held = evaluate(options.policy, facts, options.policy_source)
+    check_vulnerabilities(options.policy, state.root, options.policy_source, held)
+    return "; ".join(held) or "no rules"
 
 
 def _run_checks(path: str, options: VerifyOptions, report: Report, scratch: list[str]) -> None:

@@ -51,6 +51,8 @@ POLICY_FIELDS = (
     "max_measurements",
     "allowed_dataset_licenses",
     "forbidden_dataset_tags",
+    "advisories",
+    "fail_on_severity",
 )
 POLICY_REMEDY = "fix the policy file (docs/verification.md, 'Policy v1')"
 _HEX = frozenset("0123456789abcdef")
@@ -69,6 +71,10 @@ class Policy:
     max_measurements: dict[str, float | int] | None = None
     allowed_dataset_licenses: tuple[str, ...] | None = None
     forbidden_dataset_tags: tuple[str, ...] | None = None
+    # OSV records (a directory; relative to the policy file) and the severity that refuses
+    # (modelseal.verify.vulnerability_policy, docs/sbom.md).
+    advisories: str | None = None
+    fail_on_severity: str = "high"
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "policy.json") -> Policy:
@@ -119,7 +125,23 @@ class Policy:
             ),
             allowed_dataset_licenses=_optional_strings(obj, "allowed_dataset_licenses"),
             forbidden_dataset_tags=_optional_strings(obj, "forbidden_dataset_tags"),
+            advisories=(
+                read_str(obj["advisories"], "advisories", allow_empty=False)
+                if "advisories" in obj
+                else None
+            ),
+            fail_on_severity=_severity(obj.get("fail_on_severity", "high")),
         )
+
+
+def _severity(value: object) -> str:
+    from modelseal.verify.advisories import SEVERITIES
+
+    text = read_str(value, "fail_on_severity").lower()
+    text = "medium" if text == "moderate" else text
+    if text not in SEVERITIES[:4]:
+        raise Invalid("fail_on_severity", "expected low, medium, high or critical")
+    return text
 
 
 def _strings(value: object, path: str) -> tuple[str, ...]:

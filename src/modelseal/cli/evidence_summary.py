@@ -1,0 +1,41 @@
+"""What `modelseal inspect` shows of the SBOM and the SLSA provenance, as the files claim: the
+number of components and the model component, the provenance's signer and subject count.
+Nothing is verified here (`modelseal verify` checks the provenance's signature and subjects)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+
+from modelseal.keys.ids import short_key_id
+
+__all__ = ["standard_evidence"]
+
+SBOM_PATH = "provenance/sbom.cdx.json"  # modelseal.signing.sbom, which imports packaging
+PROVENANCE_PATH = "provenance/build.intoto.jsonl"  # modelseal.signing.slsa
+
+
+def standard_evidence(files: Mapping[str, bytes]) -> list[tuple[str, str]]:
+    """(row name, value) rows for the SBOM and the SLSA provenance present in `files`."""
+    rows: list[tuple[str, str]] = []
+    if SBOM_PATH in files:
+        try:
+            sbom = json.loads(files[SBOM_PATH])
+            model = sbom["metadata"]["component"]
+            libraries = [c for c in sbom.get("components", []) if c.get("type") == "library"]
+            rows.append(("sbom", f"CycloneDX {sbom['specVersion']}: {model['type']} "
+                         f"{model['name']} {model.get('version', '')}, "
+                         f"{len(libraries)} distributions ({SBOM_PATH})"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            rows.append(("problem", f"{SBOM_PATH} is not a CycloneDX document"))
+    if PROVENANCE_PATH in files:
+        try:
+            envelope = json.loads(files[PROVENANCE_PATH])
+            statement = json.loads(base64.b64decode(envelope["payload"]))
+            keys = ", ".join(short_key_id(str(s["keyid"])) for s in envelope["signatures"])
+            rows.append(("slsa provenance", f"{statement['predicateType']}, key {keys}, "
+                         f"{len(statement['subject'])} subjects ({PROVENANCE_PATH})"))
+        except (ValueError, KeyError, TypeError):
+            rows.append(("problem", f"{PROVENANCE_PATH} is not a DSSE envelope"))
+    return rows
