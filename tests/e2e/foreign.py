@@ -176,6 +176,8 @@ modelseal = "3rdparty/modelseal-lock.txt"
 [modelseal]
 # The tool from this repository's own resolve: its lock pins the wheel in find_links (tool_lock).
 install_from_resolve = "modelseal"
+# The bundles' tars too (the test reads and verifies edges' tar): `package` writes them on request.
+archive = true
 
 [python-bootstrap]
 search_path = ["<PATH>", "<PYENV>"]
