@@ -1,11 +1,20 @@
 """A repository that is not modelseal's: what a team adopting modelseal-pants has.
 
 It has its own pants.toml (the plugin from `[GLOBAL].plugins`, nothing else of modelseal's), its own
-resolve and hash-pinned lock with numpy, its own source root `ml/vision`, a model under
-`ml/vision/edges/`, and a `./pants` launcher of its own (`pants reproduce` runs each copy's
-launcher). Pants itself comes from modelseal's bootstrap venv and pex tool (no network to GitHub
-here); the plugin and the modelseal tool come from a directory of wheels that modelseal's build
-produced (`[python-repos].find_links`), everything else from the package index.
+resolve and hash-pinned lock with numpy, its own source root `ml/vision`, a numpy model under
+`ml/vision/edges/`, two pure-Python ones for `pants reproduce` (the smallest models it can build
+twice from nothing: `ml/vision/threshold/`, deterministic, and `ml/vision/noise/`, whose training
+writes random bytes), and a `./pants` launcher of its own (`pants reproduce` runs each copy's
+launcher). Pants itself comes from modelseal's bootstrap venv and pex
+tool (no network to GitHub here); the plugin and the modelseal tool come from a directory of wheels
+that modelseal's build produced (`[python-repos].find_links`), everything else from the package
+index.
+
+The tool is installed from a resolve of the repository's own (`[modelseal].install_from_resolve`,
+docs/adopting.md's "your own pins"), whose lock is the plugin's shipped lock with the modelseal
+wheel's sha256 replaced by that of the wheel in the directory (`tool_lock`): so a change under
+src/modelseal does not break this test before `build-support/tool-lock` regenerates the shipped
+lock (a release step, `build-support/tool-lock --check`).
 
 Run by hand (after `./pants package src/modelseal:wheel rules/modelseal_pants:wheel`):
     python3 tests/e2e/foreign.py --wheels dist --out /tmp/vision-repo
@@ -15,6 +24,7 @@ then `cd /tmp/vision-repo && ./pants package ::`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import subprocess
@@ -42,6 +52,83 @@ def predict(model, inputs):
         for j in range(3):
             out += model[i, j] * image[i : i + height - 2, j : j + width - 2]
     return {"edges": out.tolist()}
+'''
+
+THRESHOLD_HANDLER = '''\
+"""A threshold read from the weights: the standard library only, so its model.pex is small."""
+
+import json
+import os
+
+
+def load(weights_dir):
+    with open(os.path.join(weights_dir, "threshold.json"), encoding="utf-8") as f:
+        return json.load(f)["threshold"]
+
+
+def predict(model, inputs):
+    return {"above": [value > model for value in inputs["values"]]}
+'''
+
+THRESHOLD = '{"threshold": 0.5}\n'
+
+THRESHOLD_BUILD = """\
+python_sources(name="lib")
+
+model_artifact(
+    name="model",
+    model_name="threshold",
+    version="0.1.0",
+    description="Values above a threshold.",
+    license="Apache-2.0",
+    entry_point="threshold.handler",
+    dependencies=[":lib"],
+    weights=["*.json"],
+    metrics={},
+)
+"""
+
+NOISE_BUILD = """\
+python_sources(name="lib")
+
+model_training(
+    name="train",
+    entry_point="noise.train:train",
+    dependencies=[":lib"],
+    seed=0,
+    outputs=["noise.bin"],
+)
+
+model_artifact(
+    name="model",
+    model_name="noise",
+    version="0.1.0",
+    license="MIT",
+    entry_point="noise.handler",
+    dependencies=["ml/vision/noise/handler.py:lib"],
+    training=":train",
+    metrics={},
+)
+"""
+
+NOISE_TRAIN = '''\
+import os
+
+
+def train(data_dir, output_dir, seed, hyperparameters):
+    # Ignores the seed: the kind of training that must be attested, since it cannot be reproduced.
+    with open(os.path.join(output_dir, "noise.bin"), "wb") as f:
+        f.write(os.urandom(64))
+    return {}
+'''
+
+NOISE_HANDLER = '''\
+def load(weights_dir):
+    return None
+
+
+def predict(model, inputs):
+    return {}
 '''
 
 KERNEL = '{"kernel": [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]]}\n'
@@ -84,6 +171,13 @@ invalid_lockfile_behavior = "ignore"
 
 [python.resolves]
 ml = "3rdparty/ml-lock.txt"
+modelseal = "3rdparty/modelseal-lock.txt"
+
+[modelseal]
+# The tool from this repository's own resolve: its lock pins the wheel in find_links (tool_lock).
+install_from_resolve = "modelseal"
+# The bundles' tars too (the test reads and verifies edges' tar): `package` writes them on request.
+archive = true
 
 [python-bootstrap]
 search_path = ["<PATH>", "<PYENV>"]
@@ -112,6 +206,21 @@ def wheel_version(wheels: Path) -> str:
     found = sorted(wheels.glob("modelseal_pants-*-py3-none-any.whl"))
     assert found, f"no modelseal_pants wheel in {wheels}"
     return found[-1].name.split("-")[1]
+
+
+def tool_lock(shipped_lock: str, wheels: Path) -> str:
+    """The plugin's shipped tool lock with `modelseal==<v>` pinned to the sha256 of the wheel in
+    `wheels`: what `build-support/tool-lock` would write for this tree when only modelseal's own
+    sources changed (a new dependency still needs that script, and fails this test until run)."""
+    found = sorted(wheels.glob("modelseal-*-py3-none-any.whl"))
+    assert len(found) == 1, f"expected one modelseal wheel in {wheels}, found {found}"
+    version = found[0].name.split("-")[1]
+    digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
+    stanza = re.compile(
+        rf"^modelseal=={re.escape(version)} \\\n(?:    --hash=sha256:\w+(?: \\)?\n)+", re.M
+    )
+    assert stanza.search(shipped_lock), f"the shipped tool lock pins no modelseal=={version}"
+    return stanza.sub(f"modelseal=={version} \\\n    --hash=sha256:{digest}\n", shipped_lock)
 
 
 def pex_cli_section(source_pants_toml: str, pex_tool: str) -> str:
@@ -161,6 +270,15 @@ def make_repo(
         "ml/vision/edges/BUILD": MODEL_BUILD,
         "ml/vision/edges/handler.py": HANDLER,
         "ml/vision/edges/kernel.json": KERNEL,
+        "ml/vision/threshold/BUILD": THRESHOLD_BUILD,
+        "ml/vision/threshold/handler.py": THRESHOLD_HANDLER,
+        "ml/vision/threshold/threshold.json": THRESHOLD,
+        "ml/vision/noise/BUILD": NOISE_BUILD,
+        "ml/vision/noise/train.py": NOISE_TRAIN,
+        "ml/vision/noise/handler.py": NOISE_HANDLER,
+        "3rdparty/modelseal-lock.txt": tool_lock(
+            (source_repo / "rules" / "modelseal_pants" / "modelseal.lock").read_text(), wheels
+        ),
     }
     for relative, content in files.items():
         path = destination / relative

@@ -6,6 +6,16 @@ The wheels come from `MODELSEAL_WHEELS` when set (a directory, e.g. a copy of di
 `./pants package ::` builds in conftest.py. Then, on the same wheels, modelseal installed by pip
 with no index (`pip install --no-index --find-links DIR modelseal`) into new virtualenvs of
 CPython 3.9 and 3.13 verifies the bundle.
+
+The tool comes from the repository's own resolve, whose lock foreign.py derives from the wheel
+(`tool_lock`), not from the lock the plugin wheel ships: that one pins the wheel of the last
+`build-support/tool-lock` run, which `build-support/tool-lock --check` checks as a release step.
+`pants reproduce` (two builds from nothing, no pantsd, no process cache) builds the two
+pure-Python models only, the smallest that prove its points (issue 6; this was
+test_reproduce.py, on clones of modelseal, merged here to save two uncached builds): it works in a
+repository with its own launcher and layout, passes a deterministic model with an uncommitted file
+(it builds the working tree), and names what differs in one whose training is random, with
+diffoscope's report.
 """
 
 from __future__ import annotations
@@ -20,12 +30,14 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from e2e.audit import require_diffoscope
 from e2e.foreign import bootstrap_venv, make_repo, wheel_version
 from e2e.repo import reference_tools, shared_cache, source_repo
 
 from core.interpreters import find_python
 
 BUNDLE = "ml.vision.edges/model/edges-1.2.0"
+NOT_REPRODUCED = 7
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +86,7 @@ def stop_pantsd(repo: Path) -> None:
 
 
 def test_foreign_repository(wheels: Path, tmp_path: Path) -> None:
+    require_diffoscope()
     source = Path(source_repo())
     repo = make_repo(tmp_path / "vision", wheels, source, bootstrap_venv(source))
     env = {
@@ -93,7 +106,7 @@ def test_foreign_repository(wheels: Path, tmp_path: Path) -> None:
     finally:
         stop_pantsd(repo)
     check_reference_tools(repo / "dist" / f"{BUNDLE}.tar", keyring, tmp_path / "unpacked")
-    check_wheel_installs(wheels, source, repo / "dist" / f"{BUNDLE}.tar", keyring, tmp_path)
+    check_wheel_installs(wheels, repo, repo / "dist" / f"{BUNDLE}.tar", keyring, tmp_path)
 
 
 def check_foreign_repository(
@@ -105,7 +118,7 @@ def check_foreign_repository(
     assert packaged.returncode == 0, packaged.stderr[-5000:]
     bundle = repo / "dist" / BUNDLE
     manifest = json.loads((bundle / "manifest.json").read_text())
-    # The tool that wrote it is the modelseal wheel's (the plugin's default lock installs it).
+    # The tool that wrote it is the modelseal wheel's (the repository's tool resolve installs it).
     assert manifest["build"]["modelseal_version"] == version, manifest["build"]
     assert manifest["name"] == "edges", manifest
     assert manifest["runtime"]["interpreter_constraints"] == ["CPython==3.11.*"], manifest
@@ -137,9 +150,7 @@ def check_foreign_repository(
     assert helped.returncode == 0, helped.stderr[-3000:]
     assert "resolve" in helped.stdout and "source root" in helped.stdout, helped.stdout
 
-    reproduced = pants(repo, env, "reproduce", "::")
-    assert reproduced.returncode == 0, (reproduced.stdout + reproduced.stderr)[-5000:]
-    assert "files identical in both builds" in reproduced.stdout, reproduced.stdout
+    check_reproduce(repo, env)
 
     # A development build from a dirty work tree says so once and records the difference.
     (repo / "ml" / "vision" / "edges" / "NOTES.md").write_text("not committed yet\n")
@@ -154,6 +165,34 @@ def check_foreign_repository(
     build = json.loads((bundle / "manifest.json").read_text())["build"]
     assert (build["dirty"], build["dirty_sha256"]) == (True, expected), build
     (repo / "ml" / "vision" / "edges" / "NOTES.md").unlink()
+
+
+def check_reproduce(repo: Path, env: dict[str, str]) -> None:
+    """`pants reproduce` passes the deterministic model and names what differs in the other."""
+    # An uncommitted change is part of what is reproduced: the goal builds the working tree.
+    extra = repo / "ml" / "vision" / "threshold" / "extra.json"
+    extra.write_text('{"not committed": "yet"}\n')
+    reproduced = pants(repo, env, "reproduce", "ml/vision/threshold:model", "ml/vision/noise:model")
+    extra.unlink()
+    output = reproduced.stdout + reproduced.stderr
+    assert reproduced.returncode == NOT_REPRODUCED, output[-5000:]
+    assert "✓ ml.vision.threshold/model/threshold-0.1.0.tar:" in reproduced.stdout, output[-5000:]
+    assert "files identical in both builds" in reproduced.stdout, reproduced.stdout
+    assert "✕ ml.vision.noise/model/noise-0.1.0.tar: not reproducible" in reproduced.stdout
+    assert "weights/noise.bin: first build sha256" in reproduced.stdout
+    assert "1 of 2 bundle(s) differ between two builds" in reproduced.stderr
+
+    report = repo / "dist" / "reproduce"
+    threshold = json.loads((report / "ml.vision.threshold_model_threshold-0.1.0.json").read_text())
+    assert threshold["reproduced"] is True
+    assert "weights/extra.json" in threshold["compared"]
+    noise = json.loads((report / "ml.vision.noise_model_noise-0.1.0.json").read_text())
+    assert noise["reproduced"] is False
+    paths = {d["path"] for d in noise["differences"]}
+    # The training step's random output, and the manifest that records its digest.
+    assert paths == {"weights/noise.bin", "manifest.json"}, noise["differences"]
+    diffoscope = report / "ml.vision.noise_model_noise-0.1.0" / "diffoscope.txt"
+    assert "noise.bin" in diffoscope.read_text()
 
 
 def check_reference_tools(tar_path: Path, keyring: Path, unpacked: Path) -> None:
@@ -178,7 +217,7 @@ def check_reference_tools(tar_path: Path, keyring: Path, unpacked: Path) -> None
 
 
 def check_wheel_installs(
-    wheels: Path, source: Path, tar_path: Path, keyring: Path, tmp_path: Path
+    wheels: Path, repo: Path, tar_path: Path, keyring: Path, tmp_path: Path
 ) -> None:
     """The modelseal wheel, installed with no index from a directory, verifies the bundle."""
     for minor in (9, 13):
@@ -188,8 +227,8 @@ def check_wheel_installs(
         venv = tmp_path / f"venv-{version}"
         subprocess.run([python(minor), "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-        # Its dependencies, pinned by hash by the lock the plugin ships (this interpreter's files).
-        lock = source / "rules" / "modelseal_pants" / "modelseal.lock"
+        # Its dependencies, pinned by hash by the tool lock (this interpreter's files).
+        lock = repo / "3rdparty" / "modelseal-lock.txt"
         subprocess.run(
             [*pip, "download", "--only-binary=:all:", "--require-hashes", "--no-deps",
              "--find-links", str(wheels), "-r", str(lock), "-d", str(wheelhouse)],

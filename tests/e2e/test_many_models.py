@@ -3,17 +3,18 @@ them in parallel), every bundle verifies, two predict what their weights say, an
 dependents` names exactly the models a changed dataset or lock alters, as computed from the
 generator's map (models.json) without asking Pants.
 
-A clone of HEAD of its own, sharing the caller's bootstrap and Pants caches (the local process
-cache too: this test is about the graph and parallel packaging; the reproducibility test rebuilds
-with no cache). Signing is never cached, so every bundle is signed again on every run. The four
-Pants runs share one pantsd (started by the first, ended with the module): the graph is read
-once."""
+In the packaged workspace of conftest.py (`builds`: its clone, environment and pantsd), since
+this test is about the graph and parallel packaging, not isolation: the four Pants runs reuse the
+pantsd the first build of `::` started, with the graph and the locks' PEXes it memoized, instead of
+starting Pants in a clone of their own. The generated models are untracked (generated/ is
+ignored), and the module removes them and their bundles when it ends, so the workspace's other
+tests (`pants verify ::`, the byte comparison of the two builds' dist/) see it as it was. Signing
+is never cached, so every bundle is signed again on every run."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.repo import Builds, clone, run_pants, shared_cache, stop_pantsd
+from e2e.repo import Builds, run_pants
 
 # 25: every kind the generator makes is there (both resolves, numpy, a dataset used directly and
 # through the shared training, models with no dataset), and each query's answer is a proper subset
@@ -49,23 +50,12 @@ def models_in(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def workspace(
-    builds: Builds, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Path, dict[str, str], dict]]:
-    # `builds` first: the packaged workspace (conftest.py) leaves the modelseal tool and the
-    # locks' PEXes in the shared local cache, so this clone builds only its models.
-    root = tmp_path_factory.mktemp("many")
-    repo = clone(root / "repo")
-    (root / "home").mkdir()
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(root / "home"),
-        "XDG_CACHE_HOME": shared_cache(),
-        "XDG_DATA_HOME": str(root / "data"),  # a development keyring of the test's own
-        "LANG": "C.UTF-8",
-    }
-    if "PYENV_ROOT" in os.environ:
-        env["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
+def workspace(builds: Builds) -> Iterator[tuple[Path, dict[str, str], dict]]:
+    # The packaged workspace (conftest.py): the modelseal tool and the locks' PEXes are built and
+    # memoized in its pantsd, so only the generated models are built here.
+    repo = builds.first.parent
+    env = builds.first_env
+    before = set((repo / "dist").iterdir())
     generated = subprocess.run(
         ["build-support/gen-models", "--count", str(COUNT), "--out", OUT],
         cwd=repo, env=env, capture_output=True, text=True,
@@ -80,7 +70,12 @@ def workspace(
     try:
         yield repo, env, index
     finally:
-        stop_pantsd(repo)
+        shutil.rmtree(repo / OUT)
+        for added in set((repo / "dist").iterdir()) - before:
+            if added.is_dir():
+                shutil.rmtree(added)
+            else:
+                added.unlink()
 
 
 def test_many_models_package_in_parallel_verify_and_predict(workspace: tuple) -> None:
