@@ -68,12 +68,14 @@ def _pex(lock_versions: dict[str, str]) -> bytes:
             "interpreter_constraints": ["CPython>=3.9,<3.14"],
             "build_properties": {"pex_version": "2.1.148"},
         }))
-        wheel = f"cryptography-{crypto}-cp311-abi3-manylinux_2_34_x86_64.whl"
-        pex.writestr(
-            f".deps/{wheel}/cryptography-{crypto}.dist-info/METADATA",
-            f"Metadata-Version: 2.4\nName: cryptography\nVersion: {crypto}\n"
-            "License-Expression: Apache-2.0 OR BSD-3-Clause\n",
-        )
+        # Two wheels of one version, as a PEX built for x86_64 and aarch64 holds.
+        for machine in ("x86_64", "aarch64"):
+            wheel = f"cryptography-{crypto}-cp311-abi3-manylinux_2_34_{machine}.whl"
+            pex.writestr(
+                f".deps/{wheel}/cryptography-{crypto}.dist-info/METADATA",
+                f"Metadata-Version: 2.4\nName: cryptography\nVersion: {crypto}\n"
+                "License-Expression: Apache-2.0 OR BSD-3-Clause\n",
+            )
         wheel = f"packaging-{pkg}-py3-none-any.whl"
         pex.writestr(
             f".deps/{wheel}/packaging-{pkg}.dist-info/METADATA",
@@ -132,7 +134,14 @@ def test_sbom_is_valid_cyclonedx_with_every_distribution_and_the_model(
     components = {c["name"]: c for c in sbom["components"]}
     crypto = components["cryptography"]
     assert crypto["version"] == _pinned("cryptography")
-    assert crypto["purl"] == f"pkg:pypi/cryptography@{_pinned('cryptography')}"
+    # One component per wheel, each named by its file (purl's `file_name` qualifier).
+    wheels = sorted(c["purl"] for c in sbom["components"] if c["name"] == "cryptography")
+    assert wheels == [
+        f"pkg:pypi/cryptography@{_pinned('cryptography')}?file_name=cryptography-"
+        f"{_pinned('cryptography')}-cp311-abi3-manylinux_2_34_{machine}.whl"
+        for machine in ("aarch64", "x86_64")
+    ]
+    assert [c["bom-ref"] for c in sbom["components"] if c["bom-ref"].startswith("BomRef")] == []
     assert crypto["licenses"] == [{"expression": "Apache-2.0 OR BSD-3-Clause"}]
     lock_text = _lock().decode()
     block = lock_text[lock_text.index(f"cryptography=={_pinned('cryptography')}"):]
@@ -309,7 +318,7 @@ def test_inspect_shows_the_sbom_and_the_provenance(
     bundle = _bundle(str(tmp_path), keys)
     assert main(["inspect", bundle]) == 0
     out = capsys.readouterr().out
-    assert "CycloneDX 1.6: machine-learning-model iris 1.0.0, 2 distributions" in out
+    assert "CycloneDX 1.6: machine-learning-model iris 1.0.0, 2 distributions in 3 wheels" in out
     short = keys.signers["builder"].key_id[:16]
     assert f"https://slsa.dev/provenance/v1, key {short}, 4 subjects" in out
     Path(bundle, PROVENANCE_PATH).write_bytes(b"{}\n")

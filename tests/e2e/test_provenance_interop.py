@@ -207,10 +207,13 @@ def test_pants_verify_goal(builds: Builds) -> None:
         assert f"✓ {address}" in verified.stdout
 
     # A policy the iris model does not meet: the goal fails and names the target and the metric.
-    (repo / "strict-policy.json").write_text(
-        '{"schema": "modelseal.policy/v1", "min_metrics": {"accuracy": 0.99}}'
-    )
-    strict = run_pants(repo, "verify", "--verify-policy=strict-policy.json", "examples/iris:model",
-                       env=builds.first_env, pantsd=True)
+    # Removed at once: an untracked file would make later builds in this workspace dirty.
+    policy = repo / "strict-policy.json"
+    policy.write_text('{"schema": "modelseal.policy/v1", "min_metrics": {"accuracy": 0.99}}')
+    try:
+        strict = run_pants(repo, "verify", "--verify-policy=strict-policy.json",
+                           "examples/iris:model", env=builds.first_env, pantsd=True)
+    finally:
+        policy.unlink()
     assert strict.returncode != 0
     assert "examples/iris:model" in strict.stderr and "accuracy" in strict.stderr

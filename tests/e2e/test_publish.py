@@ -36,6 +36,11 @@ def test_publish_pull_verify_round_trip(
 ) -> None:
     repo = builds.first.parent
     assert registry.docker_config is not None
+    # What publish packages must be what the workspace packaged: a clean tree (an untracked file
+    # left by an earlier test would make it a dirty build, with other bytes).
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True,
+                            text=True, check=True)
+    assert status.stdout == "", status.stdout
     options = (
         f"--modelseal-oci-registry={registry.host}",
         "--modelseal-oci-plain-http",

@@ -44,7 +44,8 @@ def test_sbom_and_slsa_provenance_of_a_real_build(
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(sbom_text) is None
     sbom = json.loads(sbom_text)
     with zipfile.ZipFile(unpacked / "model.pex") as pex:
-        wheels = {n.split("/")[1] for n in pex.namelist() if n.startswith(".deps/")}
+        wheels = {n.split("/")[1] for n in pex.namelist()
+                  if n.startswith(".deps/") and n.split("/")[1]}  # not `.deps/` itself
     listed = {
         p["value"] for c in sbom["components"] for p in c.get("properties", [])
         if p["name"] == "modelseal:wheel"

@@ -24,9 +24,11 @@ def standard_evidence(files: Mapping[str, bytes]) -> list[tuple[str, str]]:
             sbom = json.loads(files[SBOM_PATH])
             model = sbom["metadata"]["component"]
             libraries = [c for c in sbom.get("components", []) if c.get("type") == "library"]
+            # One component per wheel; a distribution may ship a wheel per platform.
+            names = {(c.get("name"), c.get("version")) for c in libraries}
             rows.append(("sbom", f"CycloneDX {sbom['specVersion']}: {model['type']} "
                          f"{model['name']} {model.get('version', '')}, "
-                         f"{len(libraries)} distributions ({SBOM_PATH})"))
+                         f"{len(names)} distributions in {len(libraries)} wheels ({SBOM_PATH})"))
         except (ValueError, KeyError, TypeError, AttributeError):
             rows.append(("problem", f"{SBOM_PATH} is not a CycloneDX document"))
     if PROVENANCE_PATH in files:

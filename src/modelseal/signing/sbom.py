@@ -171,14 +171,18 @@ def sbom_bytes(
     pins = lock_pins(lock, lock_source)
     components = []
     for dist in pex_distributions(pex_path, pins):
+        # One component per wheel, named by purl's `file_name` qualifier: a PEX built for
+        # several platforms holds several wheels of one name and version, and equal bom-refs
+        # would make cyclonedx-python-lib replace them with random ones (not reproducible).
+        purl = PackageURL(type="pypi", name=canonicalize_name(dist.name), version=dist.version,
+                          qualifiers={"file_name": dist.wheel})
         components.append(
             Component(
                 name=dist.name,
                 version=dist.version,
                 type=ComponentType.LIBRARY,
-                bom_ref=f"pkg:pypi/{canonicalize_name(dist.name)}@{dist.version}",
-                purl=PackageURL(type="pypi", name=canonicalize_name(dist.name),
-                                version=dist.version),
+                bom_ref=purl.to_string(),
+                purl=purl,
                 hashes=[HashType(alg=HashAlgorithm.SHA_256, content=h) for h in dist.sha256],
                 licenses=[licenses.make_from_string(text) for text in dist.licenses],
                 properties=[Property(name="modelseal:wheel", value=dist.wheel)],
@@ -228,6 +232,8 @@ def sbom_bytes(
     if card:
         document["metadata"]["component"]["modelCard"] = card
     data = canonical_json(document)
+    if b'"BomRef.' in data:  # a ref the library made up at random: two components collided
+        raise AssertionError("the SBOM has a generated bom-ref: two components share one")
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(data.decode())
     if error is not None:  # a bug in this module, not in the user's input
         raise AssertionError(f"the SBOM does not match CycloneDX 1.6: {error}")

@@ -79,7 +79,8 @@ def sbom_packages(sbom: bytes, source: str) -> list[Package]:
         if purl.startswith("pkg:pypi/") and "@" in purl:
             name, _, version = purl[len("pkg:pypi/"):].partition("@")
             packages.append(Package(canonicalize_name(name), version.split("?")[0]))
-    return packages
+    # One finding per package: a PEX for several platforms lists one component per wheel.
+    return list(dict.fromkeys(packages))
 
 
 def load_advisories(directory: str) -> list[dict[str, object]]:
