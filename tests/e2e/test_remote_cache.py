@@ -161,6 +161,11 @@ def test_clean_clone_gets_every_cacheable_step_from_the_server(remote: RemoteBui
     first, second = counters(remote.first.stderr), counters(remote.second.stderr)
     print("first:", {k: v for k, v in first.items() if k.startswith("remote") and v})
     print("second:", {k: v for k, v in second.items() if k.startswith("remote") and v})
+    # Pants' own words for a failed cache call (one warning: `remote_cache_warnings`).
+    for build, result in (("first", remote.first), ("second", remote.second)):
+        for line in result.stderr.splitlines():
+            if "remote" in line.lower() and ("failed" in line.lower() or "error" in line.lower()):
+                print(f"{build}: {line}")
     # The first build found nothing and wrote every cacheable result.
     assert first["remote_cache_requests"] > 0
     assert first["remote_cache_requests_cached"] == 0

@@ -37,7 +37,11 @@ from buildgrid.server.app.settings.parser import load_config_value
 from buildgrid.server.cas.storage.lru_memory_cache import LRUMemoryCache
 from buildgrid.server.exceptions import ShutdownSignal
 
+# thread-pool-size also bounds concurrent RPCs (gRPC's maximum_concurrent_rpcs): BuildGrid's
+# default of 5 per core (10 here) refuses a build's burst of uploads with "Concurrent RPC limit
+# exceeded!", and Pants then leaves that step out of the cache.
 CONFIG = """
+thread-pool-size: 128
 server:
   - !channel
     address: "127.0.0.1:{port}"
