@@ -177,7 +177,7 @@ def test_work_of_a_process_and_the_children_it_reaped(tmp_path: Path) -> None:
         "import subprocess, sys\n"
         "sys.stdin.readline()\n"
         "with open(sys.argv[1], 'wb') as f: f.write(b'x' * (3 << 20))\n"
-        "subprocess.run([sys.executable, '-c', \"open(sys.argv[1], 'rb').read(); "
+        "subprocess.run([sys.executable, '-c', \"import sys; open(sys.argv[1], 'rb').read(); "
         "sum(range(3_000_000))\", sys.argv[1]], check=True)\n"
         "print('done', flush=True)\n"
         "sys.stdin.readline()\n"
