@@ -41,7 +41,9 @@ def compare(a: Path, b: Path) -> Comparison:
         return compare_opened(first, second)
 
 
-def with_evidence(root: Path, sbom: bytes = b'{"bomFormat": "CycloneDX"}', subject: str = "x") -> Path:
+def with_evidence(
+    root: Path, sbom: bytes = b'{"bomFormat": "CycloneDX"}', subject: str = "x"
+) -> Path:
     """`root` plus an SBOM and a SLSA envelope whose signature is new on every call, as another
     signer's would be."""
     (root / "provenance" / "sbom.cdx.json").write_bytes(sbom)
@@ -49,7 +51,9 @@ def with_evidence(root: Path, sbom: bytes = b'{"bomFormat": "CycloneDX"}', subje
     envelope = {
         "payload": base64.b64encode(statement).decode(),
         "payloadType": "application/vnd.in-toto+json",
-        "signatures": [{"keyid": os.urandom(8).hex(), "sig": base64.b64encode(os.urandom(64)).decode()}],
+        "signatures": [
+            {"keyid": os.urandom(8).hex(), "sig": base64.b64encode(os.urandom(64)).decode()}
+        ],
     }
     (root / "provenance" / "build.intoto.jsonl").write_bytes(canonical_json(envelope))
     return root
