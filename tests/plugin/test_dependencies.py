@@ -58,7 +58,8 @@ def rule_runner() -> RuleRunner:
             ModelArtifactTarget.register_plugin_field(ModelEvaluationRefField),
         ],
         target_types=[*python_backend.target_types(), ModelArtifactTarget, ModelTrainingTarget,
-                      ModelEvaluationTarget, FileTarget, FilesGeneratorTarget, LockfileTarget, LockfilesGeneratorTarget],
+                      ModelEvaluationTarget, FileTarget, FilesGeneratorTarget, LockfileTarget,
+                      LockfilesGeneratorTarget],
     )
     runner.set_options(options(), env_inherit=INHERIT)
     runner.write_files(
