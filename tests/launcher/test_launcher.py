@@ -12,10 +12,10 @@ import shutil
 import statistics
 import subprocess
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 LAUNCHER_FILES = (
     "pants",
