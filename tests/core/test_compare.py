@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import tarfile
@@ -20,6 +21,7 @@ from modelseal.audit.compare import (
 from modelseal.errors import ModelsealError
 from modelseal.format.archive import write_tar
 from modelseal.format.canonical import canonical_json
+from modelseal.format.fields import SBOM_PATH, SLSA_PATH
 
 FILES = {"model.pex": b"PK pex bytes", "weights/model.bin": b"\x00" * 1000}
 
@@ -39,9 +41,29 @@ def compare(a: Path, b: Path) -> Comparison:
         return compare_opened(first, second)
 
 
+def with_evidence(
+    root: Path, sbom: bytes = b'{"bomFormat": "CycloneDX"}', subject: str = "x"
+) -> Path:
+    """`root` plus an SBOM and a SLSA envelope whose signature is new on every call, as another
+    signer's would be."""
+    (root / "provenance" / "sbom.cdx.json").write_bytes(sbom)
+    statement = canonical_json({"subject": [{"name": subject}]})
+    envelope = {
+        "payload": base64.b64encode(statement).decode(),
+        "payloadType": "application/vnd.in-toto+json",
+        "signatures": [
+            {"keyid": os.urandom(8).hex(), "sig": base64.b64encode(os.urandom(64)).decode()}
+        ],
+    }
+    (root / "provenance" / "build.intoto.jsonl").write_bytes(canonical_json(envelope))
+    return root
+
+
 def test_signature_bearing_paths() -> None:
     assert is_signature_bearing("model.sig")
     assert is_signature_bearing("provenance/root.layout")
+    assert not is_signature_bearing(SBOM_PATH)
+    assert not is_signature_bearing(SLSA_PATH)
     assert not is_signature_bearing("weights/model.sig")
     assert not is_signature_bearing("manifest.json")
 
@@ -52,6 +74,31 @@ def test_same_content_different_signatures_is_reproduced(tmp_path: Path) -> None
     assert comparison.compared == ("manifest.json", "model.pex", "weights/model.bin")
     assert "model.sig" in comparison.not_compared
     assert len([p for p in comparison.not_compared if p.startswith("provenance/")]) == 2
+
+
+def test_the_sbom_and_the_slsa_statement_are_compared(tmp_path: Path) -> None:
+    a = with_evidence(bundle(tmp_path / "a"))
+    b = with_evidence(bundle(tmp_path / "b"))
+    comparison = compare(a, b)
+    assert comparison.reproduced, comparison.differences
+    assert SBOM_PATH in comparison.compared and SLSA_PATH in comparison.compared
+    assert [n for n in comparison.notes if n.startswith(SLSA_PATH)] == [
+        f"{SLSA_PATH}: its signed payload is identical; its signatures differ and were not compared"
+    ]
+    # Another SBOM, or another statement under the signatures, is a difference.
+    c = with_evidence(bundle(tmp_path / "c"), sbom=b'{"bomFormat": "CycloneDX", "x": 1}')
+    assert [d.path for d in compare(a, c).differences] == [SBOM_PATH]
+    d = with_evidence(bundle(tmp_path / "d"), subject="y")
+    assert [d.path for d in compare(a, d).differences] == [SLSA_PATH]
+
+
+def test_evidence_is_not_compared_when_the_trust_labels_differ(tmp_path: Path) -> None:
+    a = with_evidence(bundle(tmp_path / "a", trust="release"))
+    b = with_evidence(bundle(tmp_path / "b", trust="development"), sbom=b"{}")
+    comparison = compare(a, b)
+    assert comparison.reproduced
+    assert SBOM_PATH in comparison.not_compared and SLSA_PATH in comparison.not_compared
+    assert any(n.startswith(f"{SBOM_PATH}: not compared") for n in comparison.notes)
 
 
 def test_a_changed_byte_names_the_file_with_both_digests(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cyclonedx.schema import SchemaVersion
@@ -25,16 +26,13 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import SSlibKey
 
-from core.bundles import file_rows, manifest
-from core.signing_fixtures import Keys, layout_and_sign, make_keys
-from core.verify_fixtures import resign
+from core.signing_fixtures import Keys, make_keys
+from core.verify_fixtures import make_signed_bundle, resign
 from modelseal.cli.main import main
 from modelseal.errors import EXIT_PROVENANCE_CHECK, EXIT_VULNERABLE, VulnerabilityError
-from modelseal.format.canonical import canonical_json
 from modelseal.keys.core import Signer
 from modelseal.signing.evidence import write_evidence
 from modelseal.signing.modelsig import bundle_digests
-from modelseal.signing.provenance import write_link
 from modelseal.signing.sbom import SBOM_PATH
 from modelseal.signing.slsa import BUILD_TYPE, PREDICATE_TYPE, PROVENANCE_PATH
 
@@ -86,31 +84,24 @@ def _pex(lock_versions: dict[str, str]) -> bytes:
 
 
 def _bundle(root: str, keys: Keys, *, signed: bool = True) -> str:
-    """An iris bundle: weights, model.pex, manifest (with the real lock's digest), the train and
-    package links, the SBOM and provenance by the package (builder) key, then layout + model.sig."""
-    bundle = os.path.join(root, "iris-1.0.0")
-    os.makedirs(os.path.join(bundle, "weights"))
+    """An iris bundle (verify_fixtures.make_signed_bundle) whose model.pex holds real wheels and
+    whose manifest names the real lock, with the SBOM and provenance by the package (builder)
+    key written before the layout and model.sig."""
     versions = {name: _pinned(name) for name in ("cryptography", "packaging")}
-    files = {"weights/model.bin": bytes(range(256)) * 4, "model.pex": _pex(versions)}
-    for path, data in files.items():
-        Path(bundle, path).write_bytes(data)
-    document = manifest(files=file_rows(files), trust="release")
-    document["runtime"]["complete_platforms"] = []
-    document["build"]["lock_sha256"] = hashlib.sha256(_lock()).hexdigest()
-    Path(bundle, "manifest.json").write_bytes(canonical_json(document))
-    digests = bundle_digests(bundle)
-    provenance = os.path.join(bundle, "provenance")
-    os.makedirs(provenance)
-    weights = {p: d for p, d in digests.items() if p.startswith("weights/")}
-    write_link("train", {"train.py": "1" * 64}, weights, keys.signers["trainer"], provenance)
-    write_link("package", weights, digests, keys.signers["builder"], provenance)
-    write_evidence(
-        bundle, keys.signers["builder"], lock=_lock(), lock_path=LOCK_PATH,
-        target="examples/iris:model",
+
+    def real_lock(document: dict[str, Any]) -> None:
+        document["build"]["lock_sha256"] = hashlib.sha256(_lock()).hexdigest()
+
+    def evidence(bundle: str) -> None:
+        write_evidence(
+            bundle, keys.signers["builder"], lock=_lock(), lock_path=LOCK_PATH,
+            target="examples/iris:model",
+        )
+
+    return make_signed_bundle(
+        root, keys, pex=_pex(versions), model_bin=bytes(range(256)) * 4, hook=real_lock,
+        before_signing=evidence, signed=signed,
     )
-    if signed:
-        layout_and_sign(bundle, keys)
-    return bundle
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +203,7 @@ def test_verify_checks_the_provenance(
 ) -> None:
     bundle = _bundle(str(tmp_path), keys)
     assert _verify(bundle, keys) == 0
-    assert "SLSA provenance by the package key signs 4 files" in capsys.readouterr().out
+    assert "SLSA provenance by the package key signs 5 files" in capsys.readouterr().out
     # Someone holding the release key but not the package key re-signs the bundle after
     # replacing the provenance with one of their own: model.sig holds, the provenance does not.
     forged = str(tmp_path / "forged")
@@ -320,7 +311,7 @@ def test_inspect_shows_the_sbom_and_the_provenance(
     out = capsys.readouterr().out
     assert "CycloneDX 1.6: machine-learning-model iris 1.0.0, 2 distributions in 3 wheels" in out
     short = keys.signers["builder"].key_id[:16]
-    assert f"https://slsa.dev/provenance/v1, key {short}, 4 subjects" in out
+    assert f"https://slsa.dev/provenance/v1, key {short}, 5 subjects" in out
     Path(bundle, PROVENANCE_PATH).write_bytes(b"{}\n")
     assert main(["inspect", bundle]) == 0
     assert f"{PROVENANCE_PATH} is not a DSSE envelope" in capsys.readouterr().out

@@ -58,10 +58,13 @@ def make_signed_bundle(
     hook: Hook | None = None,
     manifest_bytes: bytes | None = None,
     model_bin: bytes | None = None,
+    before_signing: Callable[[str], None] | None = None,
+    signed: bool = True,
 ) -> str:
     """`root/iris-1.0.0`: weights (`weights/model.bin` is `model_bin` when given), model.pex, a
     valid manifest (after `hook` edited it, or `manifest_bytes` verbatim), train and package
-    links, layout, sign link and model.sig."""
+    links, then `before_signing(bundle)` (evidence a test adds), then, if `signed`, layout, sign
+    link and model.sig."""
     bundle = os.path.join(root, "iris-1.0.0")
     os.makedirs(os.path.join(bundle, "weights"))
     files = {
@@ -85,7 +88,10 @@ def make_signed_bundle(
     weights = {p: d for p, d in digests.items() if p.startswith("weights/")}
     write_link("train", {"train.py": "1" * 64}, weights, keys.signers["trainer"], provenance)
     write_link("package", weights, digests, keys.signers["builder"], provenance)
-    layout_and_sign(bundle, keys, expires)
+    if before_signing is not None:
+        before_signing(bundle)
+    if signed:
+        layout_and_sign(bundle, keys, expires)
     return bundle
 
 

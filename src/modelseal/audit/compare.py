@@ -1,15 +1,23 @@
 """Comparing two bundles file by file, as a reproducibility audit does.
 
-Signatures are not compared: an auditor rebuilds with their own keys, so `model.sig` and
-everything under `provenance/` (the owner-signed layout and the signed links) legitimately differ.
-Every other file must be byte-identical, and so must its mode, since the tar records it. The one
+Signatures are not compared: an auditor rebuilds with their own keys, so `model.sig` and the
+owner-signed layout and signed links under `provenance/` legitimately differ. Every other file
+must be byte-identical, and so must its mode, since the tar records it. The one
 signed-key-dependent field outside those files is the manifest's `trust` label ("release" or
 "development"), which says which keys signed; a manifest that differs only there counts as equal
 and the report says so.
+
+Two files under `provenance/` say what was built, not who signed, so a rebuild must reproduce
+them: the SBOM (compared byte for byte) and the SLSA statement (its DSSE payload is compared, its
+signatures are not). Both name the manifest's digest, so they are compared when the two manifests
+are byte-identical; when the manifests differ only in the trust label, they cannot be equal, and
+the report lists them as not compared and says why.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import stat
@@ -18,17 +26,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from modelseal.format.digests import sha256_files
+from modelseal.format.fields import (
+    MANIFEST_PATH,
+    PROVENANCE_DIR,
+    SBOM_PATH,
+    SIGNATURE_PATH,
+    SLSA_PATH,
+)
 from modelseal.format.safe_extract import extract_bundle, private_directory, remove_tree, scan_tar
 from modelseal.format.tree import walk
 
-SIGNATURE_FILE = "model.sig"
-PROVENANCE_DIR = "provenance/"
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_PATH
+# Key-independent evidence under provenance/ -> what of it is compared (see the module docstring).
+DERIVED_EVIDENCE = {SBOM_PATH: "bytes", SLSA_PATH: "signed payload"}
 
 
 def is_signature_bearing(path: str) -> bool:
-    """Whether `path` (relative to the bundle) holds signatures, which comparisons leave out."""
-    return path == SIGNATURE_FILE or path.startswith(PROVENANCE_DIR)
+    """Whether `path` (relative to the bundle) holds signatures or is signed by a key, which
+    comparisons leave out: `model.sig` and `provenance/` except DERIVED_EVIDENCE."""
+    if path in DERIVED_EVIDENCE:
+        return False
+    return path == SIGNATURE_PATH or path.startswith(PROVENANCE_DIR + "/")
 
 
 @dataclass(frozen=True)
@@ -156,29 +174,71 @@ def compare_opened(
 ) -> Comparison:
     """Compare two `opened_bundle`s: `expected` is the published one."""
     (expected_dir, expected_states), (found_dir, found_states) = expected, found
-    return compare_states(
-        expected_states,
-        found_states,
-        manifests=(os.path.join(expected_dir, MANIFEST), os.path.join(found_dir, MANIFEST)),
-    )
+    return compare_states(expected_states, found_states, roots=(expected_dir, found_dir))
+
+
+def _signed_payload(path: str) -> bytes | None:
+    """The payload of the DSSE envelope at `path`, or None when it is not one."""
+    try:
+        with open(path, "rb") as f:
+            document = json.load(f)
+        return base64.b64decode(document["payload"], validate=True)
+    except (OSError, ValueError, KeyError, TypeError, binascii.Error):
+        return None
+
+
+def _compare_evidence(
+    path: str, a: FileState | None, b: FileState | None, roots: tuple[str, str] | None
+) -> bool:
+    """Whether the DERIVED_EVIDENCE file `path` is the same on both sides: its bytes, or the
+    payload its signatures sign."""
+    if a is None or b is None:
+        return False
+    if DERIVED_EVIDENCE[path] == "bytes" or a == b:
+        return a == b
+    if roots is None or a.executable != b.executable:
+        return False
+    payloads = [_signed_payload(os.path.join(root, *path.split("/"))) for root in roots]
+    return payloads[0] is not None and payloads[0] == payloads[1]
 
 
 def compare_states(
     expected: Mapping[str, FileState],
     found: Mapping[str, FileState],
-    manifests: tuple[str, str] | None = None,
+    roots: tuple[str, str] | None = None,
 ) -> Comparison:
+    """Compare two bundles' file states; `roots` (their directories) lets the manifests' trust
+    labels and the SLSA statement's payload be read."""
     compared, differences, not_compared, notes = [], [], [], []
+    manifests_identical = MANIFEST in expected and expected.get(MANIFEST) == found.get(MANIFEST)
     for path in sorted(set(expected) | set(found)):
         if is_signature_bearing(path):
             not_compared.append(path)
             continue
         a, b = expected.get(path), found.get(path)
+        if path in DERIVED_EVIDENCE and a and b and not manifests_identical:
+            not_compared.append(path)
+            notes.append(
+                f"{path}: not compared, since it names the manifest's digest and the manifests "
+                "differ"
+            )
+            continue
+        if path in DERIVED_EVIDENCE:
+            if _compare_evidence(path, a, b, roots):
+                compared.append(path)
+                if a != b:
+                    notes.append(
+                        f"{path}: its {DERIVED_EVIDENCE[path]} is identical; its signatures "
+                        "differ and were not compared"
+                    )
+            else:
+                differences.append(Difference(path, a, b))
+            continue
         if a == b:
             compared.append(path)
             continue
-        if path == MANIFEST and a and b and manifests and a.executable == b.executable:
-            note = _manifest_equal_but_trust(*manifests)
+        if path == MANIFEST and a and b and roots and a.executable == b.executable:
+            note = _manifest_equal_but_trust(*(os.path.join(r, MANIFEST) for r in roots))
             if note:
                 compared.append(path)
                 notes.append(note)

@@ -84,7 +84,7 @@ def audit_deps_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def audit_deps(args: argparse.Namespace) -> int:
-    from modelseal.signing.sbom import SBOM_PATH
+    from modelseal.format.fields import SBOM_PATH
     from modelseal.verify.advisories import severity_name
 
     threshold = severity_name(args.fail_on, "--fail-on")

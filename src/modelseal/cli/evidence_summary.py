@@ -8,12 +8,10 @@ import base64
 import json
 from collections.abc import Mapping
 
+from modelseal.format.fields import SBOM_PATH, SLSA_PATH
 from modelseal.keys.ids import short_key_id
 
 __all__ = ["standard_evidence"]
-
-SBOM_PATH = "provenance/sbom.cdx.json"  # modelseal.signing.sbom, which imports packaging
-PROVENANCE_PATH = "provenance/build.intoto.jsonl"  # modelseal.signing.slsa
 
 
 def standard_evidence(files: Mapping[str, bytes]) -> list[tuple[str, str]]:
@@ -31,13 +29,13 @@ def standard_evidence(files: Mapping[str, bytes]) -> list[tuple[str, str]]:
                          f"{len(names)} distributions in {len(libraries)} wheels ({SBOM_PATH})"))
         except (ValueError, KeyError, TypeError, AttributeError):
             rows.append(("problem", f"{SBOM_PATH} is not a CycloneDX document"))
-    if PROVENANCE_PATH in files:
+    if SLSA_PATH in files:
         try:
-            envelope = json.loads(files[PROVENANCE_PATH])
+            envelope = json.loads(files[SLSA_PATH])
             statement = json.loads(base64.b64decode(envelope["payload"]))
             keys = ", ".join(short_key_id(str(s["keyid"])) for s in envelope["signatures"])
             rows.append(("slsa provenance", f"{statement['predicateType']}, key {keys}, "
-                         f"{len(statement['subject'])} subjects ({PROVENANCE_PATH})"))
+                         f"{len(statement['subject'])} subjects ({SLSA_PATH})"))
         except (ValueError, KeyError, TypeError):
-            rows.append(("problem", f"{PROVENANCE_PATH} is not a DSSE envelope"))
+            rows.append(("problem", f"{SLSA_PATH} is not a DSSE envelope"))
     return rows

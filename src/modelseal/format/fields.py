@@ -22,6 +22,10 @@ WEIGHTS_DIR = "weights"
 # Written after the manifest, by signing: never listed in it, never an unexpected file.
 SIGNATURE_PATH = "model.sig"
 PROVENANCE_DIR = "provenance"
+# Evidence beside the links, written by signing (modelseal.signing.sbom and .slsa): the CycloneDX
+# SBOM (unsigned content, covered by model.sig) and the SLSA statement (a signed DSSE envelope).
+SBOM_PATH = "provenance/sbom.cdx.json"
+SLSA_PATH = "provenance/build.intoto.jsonl"
 TRUST_LEVELS = ("development", "release")
 
 HyperValue = Union[str, int, float, bool]

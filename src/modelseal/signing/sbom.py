@@ -31,11 +31,11 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from modelseal.errors import SpecError
 from modelseal.format.canonical import canonical_json
+from modelseal.format.fields import SBOM_PATH
 from modelseal.format.manifest import Manifest
 
 __all__ = ["SBOM_PATH", "Distribution", "lock_pins", "pex_distributions", "sbom_bytes"]
 
-SBOM_PATH = "provenance/sbom.cdx.json"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 _HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 

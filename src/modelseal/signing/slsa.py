@@ -23,6 +23,7 @@ from typing import Any
 from modelseal import __version__
 from modelseal.errors import ProvenanceCheckError
 from modelseal.format.canonical import canonical_json, load_json
+from modelseal.format.fields import SLSA_PATH
 from modelseal.format.manifest import Manifest
 from modelseal.keys.core import PublicKey, Signer
 from modelseal.signing.attestation import PAYLOAD_TYPE, STATEMENT_TYPE
@@ -38,7 +39,7 @@ __all__ = [
     "verify_provenance_envelope",
 ]
 
-PROVENANCE_PATH = "provenance/build.intoto.jsonl"
+PROVENANCE_PATH = SLSA_PATH
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "urn:modelseal:build-type:model_artifact:v1"  # docs/provenance.md
 BUILDER_ID = "urn:modelseal:builder:pants-modelseal-plugin:v1"
