@@ -3,11 +3,14 @@
 
 - its `model_training` target (the `training` field): the training's data files and code make the
   weights, so a changed dataset must name the model, not only the training;
+- its `model_evaluation` target (the `evaluation` field): the evaluation data, examples and
+  schemas go into `evaluation.json` and the manifest, and a changed gate can stop the build, so a
+  change to any of them must name the model too;
 - the lock file of its resolve: the manifest records the lock's sha256 and the package link lists
   the lock, so a changed lock alters every model of that resolve, also those whose PEX holds no
   third-party package. Pants itself only makes each requirement depend on the lock.
 
-Neither is part of the model's PEX (see `graph.pex_roots`).
+None of them is part of the model's PEX (see `graph.pex_roots`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pants.engine.target import (
 from pants.engine.unions import UnionMembership, UnionRule
 from pants.util.logging import LogLevel
 
+from modelseal_pants.evaluation_types import ModelEvaluationRefField
 from modelseal_pants.target_types import ModelArtifactDependenciesField, ModelTrainingRefField
 
 
@@ -44,6 +48,7 @@ class ModelArtifactInferenceFieldSet(FieldSet):
 
     dependencies: ModelArtifactDependenciesField
     training: ModelTrainingRefField
+    evaluation: ModelEvaluationRefField
 
 
 class InferModelArtifactDependencies(InferDependenciesRequest):
@@ -70,7 +75,10 @@ def lockfile_address(
     )
 
 
-@rule(desc="Inferring a model artifact's training and lock dependencies", level=LogLevel.DEBUG)
+@rule(
+    desc="Inferring a model artifact's training, evaluation and lock dependencies",
+    level=LogLevel.DEBUG,
+)
 async def infer_model_artifact_dependencies(
     request: InferModelArtifactDependencies, python: PythonSetup, union_membership: UnionMembership
 ) -> InferredDependencies:
@@ -79,6 +87,8 @@ async def infer_model_artifact_dependencies(
     ref = fs.training.value
     if ref and not fs.training.is_link_file():
         include.append(await Get(Address, AddressInput, fs.training.target_input(fs.address)))
+    if fs.evaluation.value:
+        include.append(await Get(Address, AddressInput, fs.evaluation.target_input(fs.address)))
     # The resolve, from the explicitly listed dependencies (the inferred ones are being computed).
     explicit = await Get(ExplicitlyProvidedDependencies, DependenciesRequest(fs.dependencies))
     targets = await Get(Targets, Addresses(explicit.includes))

@@ -16,6 +16,7 @@ from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     IntField,
     InvalidFieldException,
+    SecondaryOwnerMixin,
     SingleSourceField,
     StringField,
     StringSequenceField,
@@ -93,7 +94,11 @@ class EvaluationGatesField(StringSequenceField):
         return value
 
 
-class _JsonFileField(SingleSourceField):
+class _JsonFileField(SingleSourceField, SecondaryOwnerMixin):
+    """A JSON file of the evaluation. Pants gives a target's files to one `SourcesField` only
+    (`data`, the first), so without secondary ownership a changed examples or schema file would
+    belong to no target and `--changed-dependents` would miss the model it goes into."""
+
     required = False
     uses_source_roots = False
     expected_file_extensions: ClassVar[tuple[str, ...]] = (".json",)

@@ -7,6 +7,7 @@ from pants.engine.addresses import Addresses
 from pants.engine.rules import Get
 from pants.engine.target import Dependencies, DependenciesRequest, Targets
 
+from modelseal_pants.evaluation_types import ModelEvaluationTarget
 from modelseal_pants.target_types import ModelTrainingTarget
 
 
@@ -14,10 +15,11 @@ async def pex_roots(dependencies: Dependencies) -> Addresses:
     """The targets a model's PEX is built from: its direct dependencies, target generators (e.g.
     `python_sources`) replaced by the targets they generate, which carry the `resolve` field
     that Pants chooses the lock by. The dependencies `dependencies.py` infers for `pants
-    dependents` (the `model_training` target, the resolve's lock file) are not part of the PEX."""
+    dependents` (the `model_training` and `model_evaluation` targets, the resolve's
+    lock file) are not part of the PEX."""
     targets = await Get(Targets, DependenciesRequest(dependencies))
     return Addresses(
         target.address
         for target in targets
-        if not isinstance(target, (LockfileTarget, ModelTrainingTarget))
+        if not isinstance(target, (LockfileTarget, ModelTrainingTarget, ModelEvaluationTarget))
     )

@@ -203,3 +203,28 @@ def test_work_of_a_process_and_the_children_it_reaped(tmp_path: Path) -> None:
     finally:
         child.wait(timeout=30)
     assert bench.Work.sample(child.pid) is None  # gone: no counters, not zeros
+
+
+def test_the_evaluation_bench_runs_the_real_interpreter_not_a_shim(tmp_path: Path) -> None:
+    """A pyenv-style shim (a shell script that execs the interpreter) costs CPU the build never
+    pays: the bench resolves it to the interpreter's own executable, as Pants does."""
+    shim = tmp_path / "python3-shim"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    shim.chmod(0o755)
+    real = bench.real_interpreter(str(shim))
+    assert real != str(shim)
+    assert os.path.samefile(real, sys.executable)
+
+
+def test_timed_runs_count_the_childs_cpu_seconds(tmp_path: Path) -> None:
+    """The smoke test's verdict is taken on CPU seconds: a child busy for ~0.3 s of CPU shows
+    them, a sleeping one does not (its wall time does)."""
+    busy = [sys.executable, "-c",
+            "import time\nend = time.process_time() + 0.3\n"
+            "while time.process_time() < end: pass"]
+    times, cpu = bench.timed_runs(busy, tmp_path, dict(os.environ), 2)
+    assert len(times) == len(cpu) == 2
+    assert all(c >= 0.25 for c in cpu) and all(t >= c * 0.5 for t, c in zip(times, cpu))
+    times, cpu = bench.timed_runs([sys.executable, "-c", "import time; time.sleep(0.5)"],
+                                  tmp_path, dict(os.environ), 1, {"EXTRA": "1"})
+    assert times[0] >= 0.5 and cpu[0] < 0.25

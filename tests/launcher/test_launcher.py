@@ -6,6 +6,7 @@ machine. Only pip's download cache is shared with the caller, to spare the regis
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import statistics
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tomllib
 
 LAUNCHER_FILES = (
     "pants",
@@ -77,38 +79,57 @@ def test_without_python39_one_clear_line(tmp_path: Path) -> None:
     assert not venvs(tmp_path)
 
 
+def bootstrap_only(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The launcher up to the point where it would exec Pants: it prints the venv's path. Each
+    Pants start costs about 7 s of CPU; one `--version` below proves a rebuilt venv runs Pants."""
+    return subprocess.run([str(repo / "pants")], cwd=repo,
+                          env={**env, "MODELSEAL_BOOTSTRAP_ONLY": "1"},
+                          capture_output=True, text=True, timeout=600)
+
+
+def pinned_pex_tool_sha256() -> str:
+    """The pex tool's digest pinned in the repository's pants.toml ([pex-cli].known_versions)."""
+    with open("pants.toml", "rb") as config:
+        known = tomllib.load(config)["pex-cli"]["known_versions"]
+    return str(known[0].split("|")[2])
+
+
 def test_racing_launches_on_an_empty_cache_both_succeed(tmp_path: Path) -> None:
+    """Three bootstraps from nothing (the race, the repaired venv, the changed lock): what the
+    launcher must get right on a fresh or damaged cache. Pants itself starts once."""
     repo = make_repo(tmp_path)
     env = fresh_env(tmp_path)
-    cmd = [str(repo / "pants"), "--no-pantsd", "--version"]
+    quick = {**env, "MODELSEAL_BOOTSTRAP_ONLY": "1"}
     racers = [
-        subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen([str(repo / "pants")], cwd=repo, env=quick, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     outputs = [racer.communicate(timeout=600) for racer in racers]
-    for racer, (out, err) in zip(racers, outputs):
+    for racer, (_, err) in zip(racers, outputs):
         assert racer.returncode == 0, err
-        assert out.strip() == "2.17.1"
-    # One of them waited for the other instead of building a second venv.
-    assert any("waiting for it to finish" in err for _, err in outputs)
     assert len(venvs(tmp_path)) == 1
+    venv = venvs(tmp_path)[0]
+    # Both got the one venv; one of them waited for the other instead of building a second.
+    assert [out.strip() for out, _ in outputs] == [str(venv)] * 2
+    assert any("waiting for it to finish" in err for _, err in outputs)
     assert not list((tmp_path / "cache" / "modelseal" / "bootstrap").glob(".building-*"))
+    # The pex tool PEX is byte-identical to the one pants.toml pins (Pants refuses any other).
+    pex_tool = (venv / "pex-tool" / "pex-2.1.148.pex").read_bytes()
+    assert hashlib.sha256(pex_tool).hexdigest() == pinned_pex_tool_sha256()
 
     # Already bootstrapped, the launcher adds well under 0.2 s before Pants starts.
-    quick = {**env, "MODELSEAL_BOOTSTRAP_ONLY": "1"}
     timings = []
     for _ in range(7):
         start = time.perf_counter()
-        done = subprocess.run([str(repo / "pants")], cwd=repo, env=quick, capture_output=True,
-                              text=True)
+        done = bootstrap_only(repo, env)
         timings.append(time.perf_counter() - start)
         assert done.returncode == 0, done.stderr
         assert done.stderr == ""
     assert statistics.median(timings) < 0.2, timings
 
-    # A file deleted from the venv is noticed, and the venv rebuilt, by the next launch.
-    venv = venvs(tmp_path)[0]
+    # A file deleted from the venv is noticed, and the venv rebuilt, by the next launch, which
+    # then runs Pants from it.
     victim = venv / "lib" / "python3.9" / "site-packages" / "pants" / "version.py"
     victim.unlink()
     repaired = pants(repo, env, "--version")
@@ -116,14 +137,16 @@ def test_racing_launches_on_an_empty_cache_both_succeed(tmp_path: Path) -> None:
     assert "incomplete or damaged; rebuilding" in repaired.stderr
     assert repaired.stdout.strip() == "2.17.1"
     assert victim.is_file()
+    assert venvs(tmp_path) == [venv]
 
-    # A changed lock gets a venv of its own.
+    # A changed lock gets a venv of its own, built from nothing.
     with open(repo / "3rdparty" / "pants" / "lock.txt", "a") as lock:
         lock.write("# a change to the lock\n")
-    relocked = pants(repo, env, "--version")
+    relocked = bootstrap_only(repo, env)
     assert relocked.returncode == 0, relocked.stderr
     assert "[1/4] creating a virtualenv" in relocked.stderr
     assert len(venvs(tmp_path)) == 2
+    assert relocked.stdout.strip() in {str(v) for v in venvs(tmp_path)} - {str(venv)}
 
 
 @pytest.mark.parametrize("lock", ["pants/requirements.in", "python/requirements.in"])

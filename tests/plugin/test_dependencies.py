@@ -1,6 +1,7 @@
 """`pants dependents` names every model a change alters: through its `model_training` target (a
-changed dataset) and through its resolve's lock file (the manifest records the lock's digest),
-also for a model whose PEX holds no third-party package."""
+changed dataset), through its `model_evaluation` target (changed evaluation data, examples or
+schemas) and through its resolve's lock file (the manifest records the lock's digest), also for a
+model whose PEX holds no third-party package."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pants.core.target_types import rules as core_target_type_rules
 from pants.testutil.rule_runner import RuleRunner
 
 from modelseal_pants import dependencies
+from modelseal_pants.evaluation_types import ModelEvaluationRefField, ModelEvaluationTarget
 from modelseal_pants.target_types import ModelArtifactTarget, ModelTrainingTarget
 from plugin.test_pex_through_rule_graph import pex_cli_options
 
@@ -53,9 +55,11 @@ def rule_runner() -> RuleRunner:
             *target_types_rules.rules(),
             *core_target_type_rules(),
             *python_inference.rules(),
+            ModelArtifactTarget.register_plugin_field(ModelEvaluationRefField),
         ],
         target_types=[*python_backend.target_types(), ModelArtifactTarget, ModelTrainingTarget,
-                      FileTarget, FilesGeneratorTarget, LockfileTarget, LockfilesGeneratorTarget],
+                      ModelEvaluationTarget, FileTarget, FilesGeneratorTarget, LockfileTarget,
+                      LockfilesGeneratorTarget],
     )
     runner.set_options(options(), env_inherit=INHERIT)
     runner.write_files(
@@ -84,6 +88,22 @@ def rule_runner() -> RuleRunner:
             ),
             "models/plain/handler.py": HANDLER,
             "models/plain/w.bin": "w",
+            # evaluated: its evaluation's data, examples and schemas name it
+            "models/evaluated/BUILD": (
+                "python_sources(resolve='a')\n"
+                "model_artifact(name='model', model_name='e', version='1', "
+                "entry_point='evaluated.handler', dependencies=['models/evaluated/handler.py'], "
+                "weights=['w.bin'], evaluation=':eval')\n"
+                "model_evaluation(name='eval', data=['eval/*.csv'], dataset_license='CC0-1.0', "
+                "examples='examples.json', input_schema='in.schema.json', "
+                "output_schema='out.schema.json', gates=['accuracy >= 0.5'])\n"
+            ),
+            "models/evaluated/handler.py": HANDLER,
+            "models/evaluated/w.bin": "w",
+            "models/evaluated/eval/held-out.csv": "x\n1\n",
+            "models/evaluated/examples.json": "[1]",
+            "models/evaluated/in.schema.json": "{}",
+            "models/evaluated/out.schema.json": "{}",
             # another resolve
             "models/other/BUILD": (
                 "python_sources(resolve='b')\n"
@@ -114,9 +134,23 @@ def test_a_changed_lock_names_every_model_of_its_resolve(rule_runner: RuleRunner
     assert models_depending_on(rule_runner, "3rdparty/a.lock") == {
         "models/trained:model",
         "models/plain:model",
+        "models/evaluated:model",
     }
     assert models_depending_on(rule_runner, "3rdparty/b.lock") == {"models/other:model"}
 
 
 def test_a_requirement_names_only_the_models_importing_it(rule_runner: RuleRunner) -> None:
     assert models_depending_on(rule_runner, "3rdparty:six") == {"models/trained:model"}
+
+
+@pytest.mark.parametrize(
+    "path", ["eval/held-out.csv", "examples.json", "in.schema.json", "out.schema.json"]
+)
+def test_a_changed_evaluation_file_names_the_model_evaluated_on_it(
+    rule_runner: RuleRunner, path: str
+) -> None:
+    assert models_depending_on(rule_runner, f"models/evaluated/{path}") == {
+        "models/evaluated:model"
+    }
+    # and only that model: the evaluation target is not a dependency of the others
+    assert models_depending_on(rule_runner, "models/evaluated:eval") == {"models/evaluated:model"}
