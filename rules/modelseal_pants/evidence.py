@@ -23,6 +23,10 @@ from modelseal_pants.signing_keys import PublicKeys, SigningKeys, key_invocation
 from modelseal_pants.subsystem import ModelsealSubsystem
 
 KNOWN_DIGESTS_PATH = ".modelseal/known-digests.json"
+# Where the SBOM/provenance and the signing steps write, beside the bundle's directory and not
+# in it: Pants copies, instead of hard-linking, the input files below a directory that an
+# output is written into, and a bundle's weights run to gigabytes (issue #17).
+SIGNED_OUT = ".modelseal/out"
 
 
 @dataclass(frozen=True)
@@ -70,13 +74,15 @@ async def write_evidence(request: EvidenceRequest, subsystem: ModelsealSubsystem
                 bundle=name, key=request.keys["package"], lock=request.lock_path,
                 target=request.address, known_digests=KNOWN_DIGESTS_PATH,
                 advisories=advisories, fail_on=subsystem.fail_on_severity if advisories else "",
+                out_dir=SIGNED_OUT,
             ),
             await Get(Digest, MergeDigests(inputs)),
             f"Writing the SBOM and SLSA provenance of {request.address}",
-            output_directories=(f"{name}/provenance",),
+            # Outside the bundle, so its weights are hard-linked in, not copied (SignBundle).
+            output_directories=(f"{SIGNED_OUT}/provenance",),
         ),
     )
-    return Evidence(await Get(Digest, RemovePrefix(result.output_digest, name)))
+    return Evidence(await Get(Digest, RemovePrefix(result.output_digest, SIGNED_OUT)))
 
 
 def rules() -> Iterable[Rule]:

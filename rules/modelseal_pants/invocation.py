@@ -131,6 +131,7 @@ class Attest(ToolCommand):
     known_digests: str
     advisories: str = ""
     fail_on: str = ""
+    out_dir: str = ""  # outputs here, not in the bundle: see SignBundle
 
     def argv(self) -> tuple[str, ...]:
         return (
@@ -138,6 +139,7 @@ class Attest(ToolCommand):
             f"--target={self.target}", f"--known-digests={self.known_digests}",
             *((f"--advisories={self.advisories}", f"--fail-on={self.fail_on}")
               if self.advisories else ()),
+            *((f"--out-dir={self.out_dir}",) if self.out_dir else ()),
         )
 
 
@@ -146,11 +148,16 @@ class SignBundle(ToolCommand):
     bundle: str
     key: str
     known_digests: str
+    # model.sig and the sign link go here, not into the bundle: Pants copies (rather than
+    # hard-links) every input file below a directory an output is written into, and the
+    # bundle's weights are gigabytes (issue #17).
+    out_dir: str = ""
 
     def argv(self) -> tuple[str, ...]:
         return (
             "sign", f"--bundle={self.bundle}", f"--key={self.key}",
             f"--known-digests={self.known_digests}",
+            *((f"--out-dir={self.out_dir}",) if self.out_dir else ()),
         )
 
 

@@ -37,7 +37,12 @@ from pants.util.logging import LogLevel
 
 from modelseal_pants import evidence, signing_keys
 from modelseal_pants.errors import LayoutExpiredError
-from modelseal_pants.evidence import KNOWN_DIGESTS_PATH, Evidence, EvidenceRequest
+from modelseal_pants.evidence import (
+    KNOWN_DIGESTS_PATH,
+    SIGNED_OUT,
+    Evidence,
+    EvidenceRequest,
+)
 from modelseal_pants.invocation import (
     CheckKeys,
     CheckProvenance,
@@ -282,13 +287,14 @@ async def sign_model(request: SignatureRequest) -> Signature:
         ProcessResult,
         key_invocation(
             keys,
-            SignBundle(bundle=name, key=keys["release"], known_digests=KNOWN_DIGESTS_PATH),
+            SignBundle(bundle=name, key=keys["release"], known_digests=KNOWN_DIGESTS_PATH,
+                       out_dir=SIGNED_OUT),
             unsigned, f"Signing {bundle.address}",
-            output_files=(f"{name}/model.sig",),
-            output_directories=(f"{name}/provenance",),
+            output_files=(f"{SIGNED_OUT}/model.sig",),
+            output_directories=(f"{SIGNED_OUT}/provenance",),
         ),
     )
-    signature = await Get(Digest, RemovePrefix(signed.output_digest, name))
+    signature = await Get(Digest, RemovePrefix(signed.output_digest, SIGNED_OUT))
     only_new = await Get(
         Digest, DigestSubset(signature, PathGlobs(["model.sig", "provenance/sign.*.link"]))
     )

@@ -170,6 +170,41 @@ def test_command_line() -> None:
         bench.parse_args(["--sizes", "1T"])
 
 
+def test_work_of_a_process_and_the_children_it_reaped(tmp_path: Path) -> None:
+    """Work.sample is how the Pants cases get CPU seconds and bytes: pantsd does the work and
+    Pants' processes are its children, so a sample must include what reaped children did."""
+    script = (
+        "import subprocess, sys\n"
+        "sys.stdin.readline()\n"
+        "with open(sys.argv[1], 'wb') as f: f.write(b'x' * (3 << 20))\n"
+        "subprocess.run([sys.executable, '-c', \"import sys; open(sys.argv[1], 'rb').read(); "
+        "sum(range(3_000_000))\", sys.argv[1]], check=True)\n"
+        "print('done', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "data")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        before = bench.Work.sample(child.pid)
+        assert before is not None and before.pid == child.pid
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "done\n"
+        after = bench.Work.sample(child.pid)
+        assert after is not None
+        assert after.written - before.written >= 3 << 20  # its own write
+        assert after.read - before.read >= 3 << 20  # the reaped child's read
+        assert after.cpu > before.cpu  # the reaped child's loop, at least
+        child.stdin.write("end\n")
+        child.stdin.flush()
+    finally:
+        child.wait(timeout=30)
+    assert bench.Work.sample(child.pid) is None  # gone: no counters, not zeros
+
+
 def test_the_evaluation_bench_runs_the_real_interpreter_not_a_shim(tmp_path: Path) -> None:
     """A pyenv-style shim (a shell script that execs the interpreter) costs CPU the build never
     pays: the bench resolves it to the interpreter's own executable, as Pants does."""

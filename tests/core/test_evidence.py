@@ -315,3 +315,22 @@ def test_inspect_shows_the_sbom_and_the_provenance(
     Path(bundle, PROVENANCE_PATH).write_bytes(b"{}\n")
     assert main(["inspect", bundle]) == 0
     assert f"{PROVENANCE_PATH} is not a DSSE envelope" in capsys.readouterr().out
+
+
+def test_out_dir_writes_the_same_evidence_beside_an_untouched_bundle(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """The build writes the SBOM and provenance outside the bundle's directory (`--out-dir`), so
+    Pants can hard-link the weights into the sandbox (issue #17): the same bytes as written into
+    the bundle, and the bundle itself not changed."""
+    bundle = _bundle(str(tmp_path / "a"), keys, signed=False)
+    before = {p: Path(bundle, p).read_bytes() for p in bundle_digests(bundle)}
+    out = tmp_path / "out"
+    written = write_evidence(
+        bundle, keys.signers["builder"], lock=_lock(), lock_path=LOCK_PATH,
+        target="examples/iris:model", out_dir=str(out),
+    )
+    assert written == (str(out / SBOM_PATH), str(out / PROVENANCE_PATH))
+    for path in (SBOM_PATH, PROVENANCE_PATH):
+        assert (out / path).read_bytes() == before[path], path
+    assert {p: Path(bundle, p).read_bytes() for p in bundle_digests(bundle)} == before

@@ -125,3 +125,27 @@ def test_link_cli_with_known_digests(
     Path("known.json").write_text(json.dumps({"model.pex": {"sha256": "xyz", "size": 1}}))
     assert main(["link", "--step=package", f"--key={key}", "--out=bad",
                  "--known-digests=known.json", *args]) == 3  # fmt: skip
+
+
+def test_sign_out_dir_writes_the_same_signature_beside_an_untouched_bundle(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """`modelseal sign --out-dir` (what the build runs, so Pants can hard-link the weights into
+    the signing sandbox: issue #17) writes the model.sig and sign link that signing in place
+    writes, and changes nothing in the bundle."""
+    bundle = make_bundle(str(tmp_path / "a"), keys)
+    link = f"provenance/sign.{keys.signers['release'].key_id[:8]}.link"
+    signed = {name: Path(bundle, name).read_bytes() for name in ("model.sig", link)}
+    for name in signed:
+        os.remove(os.path.join(bundle, name))
+    before = {p: Path(bundle, p).read_bytes() for p in bundle_digests(bundle, ())}
+    known = tmp_path / "known.json"
+    known.write_text(json.dumps(
+        {p: {"sha256": d, "size": s} for p, (d, s) in known_of(bundle).items()}
+    ))
+    out = tmp_path / "out"
+    assert main(["sign", f"--bundle={bundle}", f"--key=file:{keys.directory}/release.pem",
+                 f"--out-dir={out}", f"--known-digests={known}"]) == 0
+    for name, data in signed.items():
+        assert (out / name).read_bytes() == data, name
+    assert {p: Path(bundle, p).read_bytes() for p in bundle_digests(bundle, ())} == before

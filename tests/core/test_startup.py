@@ -52,3 +52,26 @@ def test_no_heavy_import(flag: str) -> None:
                             env={**os.environ, "PYTHONPATH": SRC}, check=True)
     loaded = result.stdout.split()
     assert not [m for m in loaded if m.startswith(HEAVY)]
+
+
+def test_verify_imports_its_signature_checks_while_it_hashes(tmp_path: Path) -> None:
+    """Issue #17: verify's hashing of the weights leaves a core free for one large file, so the
+    imports checks 2 and 3 need (in-toto, the signature modules) run while it reads, not after it. A
+    fresh interpreter that only hashes a directory the way check 1 does has them loaded when
+    the hashing returns, and had none of them before."""
+    (tmp_path / "weights.bin").write_bytes(os.urandom(1 << 20))
+    probe = (
+        "import sys\nfrom modelseal.verify import checks\n"
+        "later = ('in_toto', 'modelseal.signing.modelsig', 'modelseal.signing.provenance')\n"
+        "before = [m for m in later if m in sys.modules]\n"
+        f"files = {{'weights.bin': {str(tmp_path / 'weights.bin')!r}}}\n"
+        "digests = checks._hash_all(files, 1 << 20, None, 2)\n"
+        "after = [m for m in later if m in sys.modules]\n"
+        "print(len(before), ' '.join(after), digests['weights.bin'][1])"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": SRC}, check=True)
+    count, *loaded, size = result.stdout.split()
+    assert count == "0"
+    assert loaded == ["in_toto", "modelseal.signing.modelsig", "modelseal.signing.provenance"]
+    assert size == str(1 << 20)

@@ -35,6 +35,11 @@ def attest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lock", required=True, metavar="PATH", help="the resolve's lock")
     parser.add_argument("--target", required=True, help="the model_artifact's address")
     parser.add_argument("--known-digests", metavar="JSON", help=KNOWN_DIGESTS_HELP)
+    parser.add_argument(
+        "--out-dir", metavar="DIR",
+        help="write the outputs at their bundle paths under DIR instead of into the bundle, which "
+        "is then only read (the build does, so Pants can hard-link the weights)",
+    )
     _gate_arguments(parser, required=False)
 
 
@@ -64,6 +69,7 @@ def attest(args: argparse.Namespace) -> int:
         write_evidence(
             args.bundle, signer, lock=_read(args.lock, "--lock"), lock_path=args.lock,
             target=args.target, known=read_known_digests(args.known_digests), gate=gate,
+            out_dir=args.out_dir,
         )
     return EXIT_OK
 

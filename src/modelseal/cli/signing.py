@@ -242,6 +242,11 @@ def sign_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--known-digests", metavar="JSON", help=KNOWN_DIGESTS_HELP + " (paths in the bundle)"
     )
+    parser.add_argument(
+        "--out-dir", metavar="DIR",
+        help="write the outputs at their bundle paths under DIR instead of into the bundle, which "
+        "is then only read (the build does, so Pants can hard-link the weights)",
+    )
 
 
 def sign(args: argparse.Namespace) -> int:
@@ -257,6 +262,7 @@ def sign(args: argparse.Namespace) -> int:
             signer,
             (*DEFAULT_IGNORE, *args.ignore),
             known=read_known_digests(args.known_digests),
+            out_dir=args.out_dir,
         )
     print(f"{sig}\n{link}")
     return EXIT_OK

@@ -44,10 +44,13 @@ def write_evidence(
     target: str,
     known: Mapping[str, tuple[str, int]] | None = None,
     gate: Callable[[bytes], None] | None = None,
+    out_dir: str | None = None,
 ) -> tuple[str, str]:
-    """Write SBOM_PATH and PROVENANCE_PATH into `bundle_dir`; their paths. `gate` sees the SBOM
-    first and may refuse it (then nothing is written)."""
+    """Write SBOM_PATH and PROVENANCE_PATH into `bundle_dir` (or, with `out_dir`, at the same
+    relative paths under it, the bundle only read: see `sign_release`); their paths. `gate`
+    sees the SBOM first and may refuse it (then nothing is written)."""
     root = os.path.abspath(bundle_dir)
+    out_root = os.path.abspath(out_dir) if out_dir is not None else root
     with open(os.path.join(root, MANIFEST_PATH), "rb") as f:
         manifest_data = f.read()
     manifest = Manifest.from_bytes(manifest_data, source=MANIFEST_PATH)
@@ -73,10 +76,10 @@ def write_evidence(
         manifest, digests, target=target, lock_path=lock_path, pex_version=pex_version(pex_path)
     )
     envelope = sign_provenance(statement, signer)
-    os.makedirs(os.path.join(root, PROVENANCE_DIR), exist_ok=True)
+    os.makedirs(os.path.join(out_root, PROVENANCE_DIR), exist_ok=True)
     outputs = []
     for path, data in ((SBOM_PATH, sbom), (PROVENANCE_PATH, envelope)):
-        out = os.path.join(root, *path.split("/"))
+        out = os.path.join(out_root, *path.split("/"))
         write_atomic(out, data)
         outputs.append(out)
     return outputs[0], outputs[1]

@@ -31,12 +31,17 @@ def sign_release(
     signer: Signer,
     ignore: Iterable[str] = DEFAULT_IGNORE,
     known: Mapping[str, tuple[str, int]] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[str, str]:
-    """Write `provenance/sign.<keyid8>.link` and `model.sig` into `bundle_dir`; their paths.
+    """Write `provenance/sign.<keyid8>.link` and `model.sig` into `bundle_dir` (or, with
+    `out_dir`, at the same relative paths under it, the bundle only read); their paths.
     Every file is hashed once (the link's materials are a subset of what model.sig signs);
     files in `known` (bundle path -> (sha256, size) of exactly these bytes, e.g. Pants' digests
-    of what it materialized) are not read at all, only their sizes checked."""
+    of what it materialized) are not read at all, only their sizes checked. `out_dir` lets
+    Pants hard-link the weights into the signing sandbox instead of copying them: it copies
+    every file below a directory that an output of the process is written into."""
     root = os.path.abspath(os.fspath(bundle_dir))
+    out = os.path.abspath(os.fspath(out_dir)) if out_dir is not None else root
     ignored = tuple(sorted({*ignore, SIGNATURE_PATH}))
     everything = bundle_digests(root, ignored, known=known)
     materials = {
@@ -49,9 +54,9 @@ def sign_release(
     digests = dict(everything)
     digests[link_path] = hashlib.sha256(link).hexdigest()
     signature = signature_bytes(os.path.basename(root), digests, signer, ignored)
-    os.makedirs(os.path.join(root, PROVENANCE_DIR), exist_ok=True)
-    link_out = os.path.join(root, *link_path.split("/"))
+    os.makedirs(os.path.join(out, PROVENANCE_DIR), exist_ok=True)
+    link_out = os.path.join(out, *link_path.split("/"))
     write_atomic(link_out, link)
-    sig_out = os.path.join(root, SIGNATURE_PATH)
+    sig_out = os.path.join(out, SIGNATURE_PATH)
     write_atomic(sig_out, signature)
     return sig_out, link_out
