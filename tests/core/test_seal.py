@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,43 @@ def test_seal_signs_nothing_when_the_gate_refuses(
     assert _seal(sandbox, keys, f"--advisories={seeded}") == EXIT_VULNERABLE
     assert "GHSA-test-packaging" in capsys.readouterr().err
     assert not (sandbox / "out").exists() or _outputs(sandbox / "out") == {}
+
+
+def _python(code: str, cwd: Path) -> str:
+    """`code` in a new interpreter with this test's path: jsonschema is already loaded here."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_sbom_step_builds_no_iri_parser_and_iris_are_still_checked(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """rfc3987_syntax builds its grammar's parser when imported (1.7 CPU-s); `attest` and
+    `seal` load it only when a value of an IRI format is validated."""
+    bundle = _unsealed(tmp_path / "unsealed", keys)
+    sandbox = _sandbox(tmp_path / "seal", bundle, bundle_at=NAME)
+    sealed = _python(
+        "import sys\nfrom modelseal.cli.main import main\n"
+        f"rc = main(['seal', '--bundle={NAME}', '--key=file:{keys.directory}/builder.pem', "
+        f"'--release-key=file:{keys.directory}/release.pem', '--lock={LOCK_PATH}', "
+        "'--target=examples/iris:model', '--known-digests=known.json', '--out-dir=out', "
+        f"'--materials', '{HANDLER}', '--bundle-materials', 'weights', '--products', "
+        "'manifest.json', 'model.pex', 'weights'])\n"
+        "print(rc, 'jsonschema' in sys.modules, 'rfc3987_syntax.syntax_helpers' in sys.modules)",
+        sandbox,
+    )
+    assert sealed.split() == ["0", "True", "False"]
+    assert (sandbox / "out" / "model.sig").is_file()
+    checked = _python(
+        "import sys\nfrom modelseal.cli.deferred import defer_rfc3987_syntax\n"
+        "defer_rfc3987_syntax()\nimport jsonschema\nchecker = jsonschema.FormatChecker()\n"
+        "before = 'rfc3987_syntax.syntax_helpers' in sys.modules\n"
+        "print(before, checker.conforms('https://example.org/caf\\u00e9', 'iri'),\n"
+        "      checker.conforms('not an iri', 'iri'), checker.conforms('a b', 'iri-reference'),\n"
+        "      'rfc3987_syntax.syntax_helpers' in sys.modules)",
+        tmp_path,
+    )
+    assert checked.split() == ["False", "True", "False", "False", "True"]
