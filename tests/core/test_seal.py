@@ -132,7 +132,7 @@ def test_seal_signs_nothing_when_the_gate_refuses(
 
 def _python(code: str, cwd: Path) -> str:
     """`code` in a new interpreter with this test's path: jsonschema is already loaded here."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in sys.path if p)}
     done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
                           text=True, check=False)
     assert done.returncode == 0, done.stderr
