@@ -18,6 +18,7 @@ from core.signing_fixtures import Keys, make_keys
 from core.test_evidence import CRITICAL, LOCK_PATH, _advisory, _bundle, _pinned
 from modelseal.cli.main import main
 from modelseal.errors import EXIT_VULNERABLE
+from modelseal.format.canonical import canonical_json
 from modelseal.format.digests import sha256_file
 from modelseal.format.tree import walk
 
@@ -139,12 +140,18 @@ def _python(code: str, cwd: Path) -> str:
     return done.stdout
 
 
-def test_the_sbom_step_builds_no_iri_parser_and_iris_are_still_checked(
-    tmp_path: Path, keys: Keys
+@pytest.mark.parametrize("datasets", [False, True])
+def test_the_iri_parser_is_built_only_for_an_sbom_with_iris(
+    tmp_path: Path, keys: Keys, datasets: bool
 ) -> None:
     """rfc3987_syntax builds its grammar's parser when imported (1.7 CPU-s); `attest` and
-    `seal` load it only when a value of an IRI format is validated."""
+    `seal` load it only when the SBOM has a value of an IRI format to validate (a dataset's
+    URL), and then validate it as before."""
     bundle = _unsealed(tmp_path / "unsealed", keys)
+    if not datasets:
+        manifest = json.loads((bundle / "manifest.json").read_bytes())
+        manifest["datasets"] = {}
+        (bundle / "manifest.json").write_bytes(canonical_json(manifest))
     sandbox = _sandbox(tmp_path / "seal", bundle, bundle_at=NAME)
     sealed = _python(
         "import sys\nfrom modelseal.cli.main import main\n"
@@ -156,8 +163,13 @@ def test_the_sbom_step_builds_no_iri_parser_and_iris_are_still_checked(
         "print(rc, 'jsonschema' in sys.modules, 'rfc3987_syntax.syntax_helpers' in sys.modules)",
         sandbox,
     )
-    assert sealed.split() == ["0", "True", "False"]
+    assert sealed.split() == ["0", "True", str(datasets)]
+    sbom = (sandbox / "out" / "provenance" / "sbom.cdx.json").read_text()
+    assert ("s3://datasets/iris.csv" in sbom) is datasets
     assert (sandbox / "out" / "model.sig").is_file()
+
+
+def test_the_deferred_iri_check_checks_as_before(tmp_path: Path) -> None:
     checked = _python(
         "import sys\nfrom modelseal.cli.deferred import defer_rfc3987_syntax\n"
         "defer_rfc3987_syntax()\nimport jsonschema\nchecker = jsonschema.FormatChecker()\n"
