@@ -150,7 +150,7 @@ def test_the_iri_parser_is_built_only_for_an_sbom_with_iris(
     bundle = _unsealed(tmp_path / "unsealed", keys)
     if not datasets:
         manifest = json.loads((bundle / "manifest.json").read_bytes())
-        manifest["datasets"] = {}
+        manifest["lineage"]["datasets"] = {}
         (bundle / "manifest.json").write_bytes(canonical_json(manifest))
     sandbox = _sandbox(tmp_path / "seal", bundle, bundle_at=NAME)
     sealed = _python(
