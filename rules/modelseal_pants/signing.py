@@ -27,10 +27,8 @@ from pants.engine.fs import (
     EMPTY_DIGEST,
     AddPrefix,
     Digest,
-    DigestSubset,
     MergeDigests,
     PathGlobs,
-    RemovePrefix,
     Snapshot,
 )
 from pants.engine.process import ProcessResult
@@ -194,9 +192,10 @@ class LinkRequest:
 @dataclass(frozen=True)
 class Link:
     """`provenance/<step>.<keyid8>.link`. train: imported as it is, or recorded for an in-build
-    training (nothing without either); evaluate (with a declared evaluation): model.pex, weights and the evaluation data ->
-    evaluation.json, with the bounds the measured gates proved as byproducts
-    (docs/evaluation.md)."""
+    training (nothing without either); evaluate (with a declared evaluation): model.pex,
+    weights and the evaluation data -> evaluation.json, with the bounds the measured gates
+    proved as byproducts (docs/evaluation.md). The package link is recorded by `modelseal
+    seal` with model.sig (evidence.py)."""
 
     digest: Digest
 
