@@ -10,9 +10,9 @@ refused with one line naming the environment it lacks.
 Only sentiment's model.pex is run under qemu: it proves what running iris proved (model.pex
 picks its aarch64 wheels, compiled extensions included, and answers byte for byte as on x86_64),
 while iris's `predict` cost 57.5 CPU seconds cold, nearly all of it pex unpacking scipy's and
-scikit-learn's wheels under emulation (docs/development.md, "Session 7 (issue 12)"). What iris alone
-adds, wheels for scipy and scikit-learn on aarch64, is still checked: verify accepts iris on the
-aarch64 root only if model.pex holds a wheel of every compiled distribution for that host.
+scikit-learn's wheels under emulation (docs/development.md, "Session 7 (issue 12)"). What iris
+alone adds, wheels for scipy and scikit-learn on aarch64, is still checked: verify accepts iris on
+the aarch64 root only if model.pex holds a wheel of every compiled distribution for that host.
 
 Nothing is skipped: without root, or without a way to build the root, the tests fail and say why.
 """
