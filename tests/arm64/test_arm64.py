@@ -3,16 +3,8 @@
 `build-support/arm64-root` gives a Debian bookworm arm64 root (built by mmdebstrap, run through
 qemu-user-static via binfmt_misc). Inside it, on Debian's own CPython 3.11 for aarch64, the tests
 run the very bundles `./pants package` wrote on this x86_64 machine: `modelseal.pex verify` accepts
-both examples and names the aarch64 environment of their wheels, the sentiment model's `model.pex
-predict` answers byte for byte what it answers on x86_64, and a bundle built for x86_64 only is
-refused with one line naming the environment it lacks.
-
-Only sentiment's model.pex is run under qemu: it proves what running iris proved (model.pex
-picks its aarch64 wheels, compiled extensions included, and answers byte for byte as on x86_64),
-while iris's `predict` cost 57.5 CPU seconds cold, nearly all of it pex unpacking scipy's and
-scikit-learn's wheels under emulation (docs/development.md, "Session 7 (issue 12)"). What iris
-alone adds, wheels for scipy and scikit-learn on aarch64, is still checked: verify accepts iris on
-the aarch64 root only if model.pex holds a wheel of every compiled distribution for that host.
+both examples, their `model.pex predict` answers byte for byte what it answers on x86_64, and a
+bundle built for x86_64 only is refused with one line naming the environment it lacks.
 
 Nothing is skipped: without root, or without a way to build the root, the tests fail and say why.
 """
@@ -32,14 +24,17 @@ from core.interpreters import find_python
 ARM64_ROOT = Path("build-support/arm64-root").resolve()
 EXIT_RUNTIME = 14  # docs/verification.md: "interpreter or wheels do not fit this host"
 
-# name -> bundle directory, relative to the packaged outputs
+# name -> (bundle directory, relative to the packaged outputs; input of `predict`)
 EXAMPLES = {
-    "iris": "examples.iris/model/iris-1.0.0",
-    "sentiment": "examples.sentiment/model/sentiment-0.3.0",
+    "iris": (
+        "examples.iris/model/iris-1.0.0",
+        {"instances": [[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.7, 3.0, 5.2, 2.3]]},
+    ),
+    "sentiment": (
+        "examples.sentiment/model/sentiment-0.3.0",
+        {"texts": ["the food was great", "what an awful movie", "this movie is the worst"]},
+    ),
 }
-# The example run under qemu, and the input of its `predict` (see the module docstring).
-PREDICTED = "sentiment"
-PREDICT_INPUT = {"texts": ["the food was great", "what an awful movie", "this movie is the worst"]}
 X86_64_ONLY = "tests.arm64.x86_64_only/model/sentiment-x86_64-only-0.3.0"
 
 
@@ -66,12 +61,11 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert prepared.returncode == 0, prepared.stderr
     work = tmp_path_factory.mktemp("arm64")
     _place("modelseal.pex", work / "modelseal.pex")
-    for bundle in [*EXAMPLES.values(), X86_64_ONLY]:
+    for bundle in [b for b, _ in EXAMPLES.values()] + [X86_64_ONLY]:
         name = Path(bundle).name
         _place(f"{bundle}.tar", work / f"{name}.tar")
-    # predict runs the bundle's model.pex on its weights
-    predicted = EXAMPLES[PREDICTED]
-    shutil.copytree(predicted, work / Path(predicted).name, copy_function=_place)
+    for bundle, _ in EXAMPLES.values():  # predict runs the bundle's model.pex on its weights
+        shutil.copytree(bundle, work / Path(bundle).name, copy_function=_place)
     for key in ("owner.pub", "release.pub"):
         shutil.copy(_keyring() / key, work / key)
     return work
@@ -106,8 +100,9 @@ def test_the_root_is_aarch64_debian_cpython(work: Path) -> None:
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
-def test_verify_on_aarch64(work: Path, example: str) -> None:
-    name = Path(EXAMPLES[example]).name
+def test_verify_and_predict_on_aarch64_as_on_x86_64(work: Path, example: str) -> None:
+    bundle, inputs = EXAMPLES[example]
+    name = Path(bundle).name
     checked = verify(work, f"{name}.tar")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "on linux aarch64" in checked.stdout, checked.stdout
@@ -116,14 +111,10 @@ def test_verify_on_aarch64(work: Path, example: str) -> None:
     assert "_aarch64" in checked.stdout.split("environment cp311 ", 1)[1], checked.stdout
     assert f"verified {example} " in checked.stdout
 
-
-def test_predict_on_aarch64_as_on_x86_64(work: Path) -> None:
-    name = Path(EXAMPLES[PREDICTED]).name
-    inputs = PREDICT_INPUT
     on_arm64 = arm64(work, "python3", f"{name}/model.pex", "predict", stdin=json.dumps(inputs))
     assert on_arm64.returncode == 0, on_arm64.stderr
     python = find_python(11)
-    assert python, "CPython 3.11, which the example declares, is not on this machine"
+    assert python, "CPython 3.11, which both examples declare, is not on this machine"
     on_x86_64 = subprocess.run(
         [python, str(work / name / "model.pex"), "predict"],
         input=json.dumps(inputs), capture_output=True, text=True,
@@ -151,8 +142,8 @@ def test_a_bundle_for_x86_64_only_is_refused_naming_what_it_lacks(work: Path) ->
 @pytest.mark.parametrize(
     ("bundle", "architectures"),
     [
-        (EXAMPLES["iris"], {"aarch64", "x86_64"}),
-        (EXAMPLES["sentiment"], {"aarch64", "x86_64"}),
+        (EXAMPLES["iris"][0], {"aarch64", "x86_64"}),
+        (EXAMPLES["sentiment"][0], {"aarch64", "x86_64"}),
         (X86_64_ONLY, {"x86_64"}),
     ],
 )
