@@ -8,6 +8,12 @@ write the same bytes. A third build signs with a SoftHSM2 token (the only test h
 SoftHSM2). Then what the server holds is read back: no signing action, no key reference, key,
 passphrase or PIN. Finally the build must survive a server that is down, and one that goes away in
 the middle of the build.
+
+The first build runs in the audit workspace of e2e/audit.py (`keyfiles`, with the release-key
+tests' keys and token), the others in clones of it. Every build here is a fresh Pants process:
+the first and the clean clone's need empty stores, and the two server tests cannot share a pantsd,
+since with `remote_cache_warnings = "first_only"` Pants warns once per error message per
+scheduler, and each must warn (see docs/development.md, "The `e2e-audit` batch").
 """
 
 from __future__ import annotations
