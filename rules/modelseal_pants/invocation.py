@@ -121,43 +121,38 @@ class RecordLink(ToolCommand):
 
 
 @dataclass(frozen=True)
-class Attest(ToolCommand):
-    """The SBOM and SLSA provenance, before model.sig (docs/provenance.md)."""
+class Seal(ToolCommand):
+    """`attest`, `link --step=package` and `sign` in one process (issue #17: one Python start,
+    PEX bootstrap and import of cryptography and in-toto instead of three).
+
+    The outputs go to `out_dir`, beside the bundle's directory and not in it: Pants copies,
+    instead of hard-linking, every input file below a directory an output is written into, and
+    the bundle's weights are gigabytes."""
 
     bundle: str
-    key: str
+    key: str  # the package functionary's: the package link and the SLSA provenance
+    release_key: str  # model.sig and the sign link
     lock: str
     target: str
     known_digests: str
+    materials: tuple[str, ...]  # outside the bundle, at their repository paths
+    bundle_materials: tuple[str, ...]  # paths in the bundle
+    products: tuple[str, ...]  # paths in the bundle
+    out_dir: str
     advisories: str = ""
     fail_on: str = ""
-    out_dir: str = ""  # outputs here, not in the bundle: see SignBundle
 
     def argv(self) -> tuple[str, ...]:
         return (
-            "attest", f"--bundle={self.bundle}", f"--key={self.key}", f"--lock={self.lock}",
+            "seal", f"--bundle={self.bundle}", f"--key={self.key}",
+            f"--release-key={self.release_key}", f"--lock={self.lock}",
             f"--target={self.target}", f"--known-digests={self.known_digests}",
+            f"--out-dir={self.out_dir}",
             *((f"--advisories={self.advisories}", f"--fail-on={self.fail_on}")
               if self.advisories else ()),
-            *((f"--out-dir={self.out_dir}",) if self.out_dir else ()),
-        )
-
-
-@dataclass(frozen=True)
-class SignBundle(ToolCommand):
-    bundle: str
-    key: str
-    known_digests: str
-    # model.sig and the sign link go here, not into the bundle: Pants copies (rather than
-    # hard-links) every input file below a directory an output is written into, and the
-    # bundle's weights are gigabytes (issue #17).
-    out_dir: str = ""
-
-    def argv(self) -> tuple[str, ...]:
-        return (
-            "sign", f"--bundle={self.bundle}", f"--key={self.key}",
-            f"--known-digests={self.known_digests}",
-            *((f"--out-dir={self.out_dir}",) if self.out_dir else ()),
+            "--materials", *self.materials,
+            "--bundle-materials", *self.bundle_materials,
+            "--products", *self.products,
         )
 
 

@@ -1,5 +1,7 @@
 """Provenance and signing of a packaged bundle: the train and package links, the owner-signed
-layout, `model.sig` and the sign link.
+layout, `model.sig` and the sign link. The package link, the SBOM and SLSA provenance and
+`model.sig` are one process (`modelseal seal`, evidence.py); the layout, and the train and
+evaluate links it needs first, are processes of their own here.
 
 Keys travel only as references (`file:`, `pkcs11:`, `env:`); the modelseal tool opens them
 outside the sandbox, where Pants cannot see them change. So the processes that read keys to learn
@@ -25,10 +27,8 @@ from pants.engine.fs import (
     EMPTY_DIGEST,
     AddPrefix,
     Digest,
-    DigestSubset,
     MergeDigests,
     PathGlobs,
-    RemovePrefix,
     Snapshot,
 )
 from pants.engine.process import ProcessResult
@@ -37,19 +37,8 @@ from pants.util.logging import LogLevel
 
 from modelseal_pants import evidence, signing_keys
 from modelseal_pants.errors import LayoutExpiredError
-from modelseal_pants.evidence import (
-    KNOWN_DIGESTS_PATH,
-    SIGNED_OUT,
-    Evidence,
-    EvidenceRequest,
-)
-from modelseal_pants.invocation import (
-    CheckKeys,
-    CheckProvenance,
-    CreateLayout,
-    RecordLink,
-    SignBundle,
-)
+from modelseal_pants.evidence import KNOWN_DIGESTS_PATH, Sealed, SealRequest
+from modelseal_pants.invocation import CheckKeys, CheckProvenance, CreateLayout, RecordLink
 from modelseal_pants.signing_keys import (
     ROLES,
     STEP_ROLES,
@@ -197,16 +186,16 @@ async def write_layout(request: LayoutRequest, subsystem: ModelsealSubsystem) ->
 @dataclass(frozen=True)
 class LinkRequest:
     step: SigningStepRequest
-    name: str  # the layout's step: "train", "package" or "evaluate"
+    name: str  # the layout's step: "train" or "evaluate" (the package link: evidence.py)
 
 
 @dataclass(frozen=True)
 class Link:
     """`provenance/<step>.<keyid8>.link`. train: imported as it is, or recorded for an in-build
-    training (nothing without either); package: what model.pex, the manifest and weights/ came
-    from; evaluate (with a declared evaluation): model.pex, weights and the evaluation data ->
-    evaluation.json, with the bounds the measured gates proved as byproducts
-    (docs/evaluation.md)."""
+    training (nothing without either); evaluate (with a declared evaluation): model.pex,
+    weights and the evaluation data -> evaluation.json, with the bounds the measured gates
+    proved as byproducts (docs/evaluation.md). The package link is recorded by `modelseal
+    seal` with model.sig (evidence.py)."""
 
     digest: Digest
 
@@ -228,7 +217,7 @@ async def record_link(request: LinkRequest) -> Link:
             materials=bundle.train_materials,
             products=("metrics.json", *bundle.train_products),
         )
-    elif request.name == "evaluate":
+    else:
         evaluation = bundle.evaluation
         if evaluation is None:
             return Link(EMPTY_DIGEST)
@@ -239,14 +228,6 @@ async def record_link(request: LinkRequest) -> Link:
             materials=("model.pex", "weights", *evaluation.data_paths),
             products=("evaluation.json",),
             byproducts=evaluation.measurements,
-        )
-    else:
-        materials = bundle.package_materials
-        command = RecordLink(
-            step="package", key=keys["package"], out="provenance",
-            known_digests=KNOWN_DIGESTS_PATH,
-            materials=("weights", *bundle.package_material_paths),
-            products=("manifest.json", "model.pex", "weights"),
         )
     inputs = await Get(
         Digest,
@@ -261,44 +242,6 @@ async def record_link(request: LinkRequest) -> Link:
         ),
     )
     return Link(result.output_digest)
-
-
-@dataclass(frozen=True)
-class SignatureRequest:
-    step: SigningStepRequest
-    provenance: Digest  # provenance/: the layout and the links so far
-
-
-@dataclass(frozen=True)
-class Signature:
-    """`model.sig` and `provenance/sign.<keyid8>.link`, at the bundle's root."""
-
-    digest: Digest
-
-
-@rule(desc="Signing model.sig", level=LogLevel.DEBUG)
-async def sign_model(request: SignatureRequest) -> Signature:
-    bundle, keys, publics = request.step.bundle, request.step.keys, request.step.publics
-    name = bundle.bundle_name
-    unsigned = await Get(Digest, MergeDigests([bundle.bundle, request.provenance]))
-    unsigned = await Get(Digest, AddPrefix(unsigned, name))
-    unsigned = await Get(Digest, MergeDigests([unsigned, bundle.known_digests, publics.digest]))
-    signed = await Get(
-        ProcessResult,
-        key_invocation(
-            keys,
-            SignBundle(bundle=name, key=keys["release"], known_digests=KNOWN_DIGESTS_PATH,
-                       out_dir=SIGNED_OUT),
-            unsigned, f"Signing {bundle.address}",
-            output_files=(f"{SIGNED_OUT}/model.sig",),
-            output_directories=(f"{SIGNED_OUT}/provenance",),
-        ),
-    )
-    signature = await Get(Digest, RemovePrefix(signed.output_digest, SIGNED_OUT))
-    only_new = await Get(
-        Digest, DigestSubset(signature, PathGlobs(["model.sig", "provenance/sign.*.link"]))
-    )
-    return Signature(only_new)
 
 
 @dataclass(frozen=True)
@@ -346,20 +289,16 @@ async def sign_bundle(request: SignBundleRequest, subsystem: ModelsealSubsystem)
     )
     step = SigningStepRequest(request, keys, publics)
     layout = await Get(Layout, LayoutRequest(step, expires))
-    train, package, evaluate, attested = await MultiGet(
-        Get(Link, LinkRequest(step, "train")),
-        Get(Link, LinkRequest(step, "package")),
-        Get(Link, LinkRequest(step, "evaluate")),
-        Get(Evidence, EvidenceRequest(
-            request.bundle, request.bundle_name, request.address, request.known_digests,
-            request.lock, request.lock_path, keys, publics,
-        )),
+    train, evaluate = await MultiGet(
+        Get(Link, LinkRequest(step, "train")), Get(Link, LinkRequest(step, "evaluate"))
     )
-    provenance = await Get(Digest, MergeDigests(
-        [layout.digest, train.digest, package.digest, evaluate.digest, attested.digest]
+    provenance = await Get(Digest, MergeDigests([layout.digest, train.digest, evaluate.digest]))
+    sealed = await Get(Sealed, SealRequest(
+        request.bundle, provenance, request.bundle_name, request.address,
+        request.known_digests, request.package_materials, request.package_material_paths,
+        request.lock, request.lock_path, keys, publics,
     ))
-    signature = await Get(Signature, SignatureRequest(step, provenance))
-    result = await Get(Digest, MergeDigests([request.bundle, provenance, signature.digest]))
+    result = await Get(Digest, MergeDigests([request.bundle, provenance, sealed.digest]))
     if request.imported_train_link is not None:
         await Get(ImportedLinkChecked, ImportedLinkCheckRequest(step, result))
     return SignedBundle(result)

@@ -42,7 +42,7 @@ BUNDLE_NAME = "trained-0.1.0"
 PROFILE = "--pants-config-files=pants.remote-cache.toml"
 # The modelseal tool's subcommands that sign or open keys: they must never reach a cache.
 SIGNING_COMMANDS = {"sign", "link", "layout", "keys", "check-keys", "check-provenance",
-                    "dev-keyring"}
+                    "dev-keyring", "seal", "attest"}
 
 
 def buildgrid_python() -> Path:

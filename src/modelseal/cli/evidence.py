@@ -53,6 +53,9 @@ def _read(path: str, option: str) -> bytes:
 
 
 def attest(args: argparse.Namespace) -> int:
+    from modelseal.cli.deferred import defer_rfc3987_syntax
+
+    defer_rfc3987_syntax()  # before the SBOM's validator imports jsonschema
     from modelseal.keys.reference import load_signer
     from modelseal.signing.evidence import write_evidence
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import modelseal.cli.inspect
     import modelseal.cli.record
     import modelseal.cli.runtime
+    import modelseal.cli.seal
     import modelseal.cli.signing
     import modelseal.cli.verify  # noqa: F401
 
@@ -214,6 +215,14 @@ COMMANDS: tuple[Command, ...] = (
         "Match every PyPI component of BUNDLE's SBOM (a bundle directory, its tar, or the SBOM "
         "file) against the OSV records in --advisories; exit 17 naming the package, version, "
         "advisory and fixed version when one is rated --fail-on or higher (docs/sbom.md).",
+    ),
+    Command(
+        "seal",
+        "(internal) the package link, SBOM, SLSA provenance and model.sig in one process",
+        "seal:seal",
+        "seal:seal_arguments",
+        "An internal step that the modelseal Pants rules run: `attest`, `link --step=package` "
+        "and `sign` on the same bundle, in one process instead of three (docs/benchmarks.md).",
     ),
     Command(
         "sign",
