@@ -1,6 +1,9 @@
 """`modelseal rebuild`: an auditor rebuilds a commit and compares it with a published artifact
-(issue #6). A clone of HEAD gets a small model; its published tar is built once (with the shared
-cache), then rebuilt twice with no cache: once from a dirty checkout (reproduced, with a signed
+(issue #6). The published tar of a small model (examples/tiny: no training, one pinned package) is
+built in the audit workspace of e2e/audit.py through its pantsd, with the shared cache and a
+development keyring, as `modelseal rebuild` signs (that build is not what is tested, so it starts
+the pantsd the release-key tests reuse); it is then rebuilt twice by `modelseal rebuild`, which
+runs a fresh Pants with no cache, as it must: once from a dirty checkout (reproduced, with a signed
 statement), once from a commit whose lock moved a pinned version and against a copy of the tar
 with one changed byte (both causes named). Each rebuild is a whole uncached build, so the
 properties share two rebuilds; what the comparison and diffoscope's reports say about two given
@@ -19,14 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.audit import TINY_WEIGHTS, add_models, commit, environment, require_diffoscope
-from e2e.repo import clone, packaged_tool, run_pants
+from e2e.audit import TINY_WEIGHTS, KeyFiles, commit, require_diffoscope
+from e2e.repo import packaged_tool, run_pants
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
 TARGET = "examples/tiny:model"
 PUBLISHED = "dist/examples.tiny/model/tiny-0.1.0.tar"
 NOT_REPRODUCED = 7
+
+# The audit workspace's fixtures (`keyfiles`), one instance for the whole session.
+pytest_plugins = ["e2e.audit"]
 
 
 @dataclass(frozen=True)
@@ -39,13 +45,13 @@ class Audit:
 
 
 @pytest.fixture(scope="module")
-def audit(tmp_path_factory: pytest.TempPathFactory) -> Audit:
+def audit(keyfiles: KeyFiles, tmp_path_factory: pytest.TempPathFactory) -> Audit:
     root = tmp_path_factory.mktemp("audit")
-    repo = clone(root / "repo")
-    add_models(repo)
-    env = environment(root)
-    built = run_pants(repo, "package", TARGET, env=env)
+    repo, env = keyfiles.repo, keyfiles.development_env
+    built = run_pants(repo, "package", TARGET, env=env, pantsd=True)
     assert built.returncode == 0, built.stderr[-5000:]
+    manifest = repo / PUBLISHED.replace(".tar", "/manifest.json")
+    assert '"trust":"development"' in manifest.read_text()  # as `modelseal rebuild` signs
     published = root / "tiny-0.1.0.tar"
     shutil.copyfile(repo / PUBLISHED, published)
     head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,

@@ -8,6 +8,12 @@ write the same bytes. A third build signs with a SoftHSM2 token (the only test h
 SoftHSM2). Then what the server holds is read back: no signing action, no key reference, key,
 passphrase or PIN. Finally the build must survive a server that is down, and one that goes away in
 the middle of the build.
+
+The first build runs in the audit workspace of e2e/audit.py (`keyfiles`, with the release-key
+tests' keys and token), the others in clones of it. Every build here is a fresh Pants process:
+the first and the clean clone's need empty stores, and the two server tests cannot share a pantsd,
+since with `remote_cache_warnings = "first_only"` Pants warns once per error message per
+scheduler, and each must warn (see docs/development.md, "The `e2e-audit` batch").
 """
 
 from __future__ import annotations
@@ -23,14 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e.audit import KeyFiles, Release
 from e2e.repo import clone, run_pants, tree_digests
-from e2e.test_release_keys import (  # noqa: F401 (fixtures, for this module)
-    KeyFiles,
-    Release,
-    check_release_build,
-    keyfiles,
-    release,
-)
+from e2e.test_release_keys import check_release_build
+
+# The audit workspace's fixtures (`keyfiles`, `release`), one instance for the whole session.
+pytest_plugins = ["e2e.audit"]
 
 TARGET = "examples/trained:model"
 BUNDLE = "dist/examples.trained"
@@ -128,12 +132,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def remote(
-    keyfiles: KeyFiles, server: Server, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+    keyfiles: KeyFiles, server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> RemoteBuilds:
     root = tmp_path_factory.mktemp("remote")
     # The compared builds sign with passphrase-protected file keys only: deterministic ECDSA gives
     # the same signatures, so the archive (which holds them) is the same action in both builds.
     assert (keyfiles.repo / "examples/trained/BUILD").is_file()  # keyfiles adds it
+    # The workspace is shared with the release-key tests, which must have cleaned up: the manifest
+    # records a dirty tree, and the clean clone below would then differ from this build.
+    status = subprocess.run(["git", "-C", str(keyfiles.repo), "status", "--porcelain"],
+                            check=True, capture_output=True, text=True).stdout
+    assert not status, f"the audit workspace is not clean:\n{status}"
     first_store = root / "store-1"
     started = time.monotonic()
     # -ldebug: the manifest, archive and signing processes log at debug level.
@@ -190,7 +199,7 @@ def test_clean_clone_gets_every_cacheable_step_from_the_server(remote: RemoteBui
 
 
 def test_a_token_signature_reuses_every_step_before_signing(
-    remote: RemoteBuilds, release: Release, tmp_path: Path  # noqa: F811
+    remote: RemoteBuilds, release: Release, tmp_path: Path
 ) -> None:
     """The release signer in a SoftHSM2 token (PIN from a file): every step up to signing comes
     from the cache; a token's ECDSA is randomized, so the archive of the new signature is new."""
@@ -216,7 +225,7 @@ def test_a_token_signature_reuses_every_step_before_signing(
 
 
 def test_signing_and_secrets_never_reach_the_server(
-    remote: RemoteBuilds, keyfiles: KeyFiles  # noqa: F811
+    remote: RemoteBuilds, keyfiles: KeyFiles
 ) -> None:
     remote.server.stop()
     dump = remote.server.dump
