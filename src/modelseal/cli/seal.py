@@ -19,10 +19,8 @@ the evidence are also copied into the bundle's `provenance/`, because `model.sig
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-from collections.abc import Iterator
 
 from modelseal.cli.args import KNOWN_DIGESTS_HELP, REFERENCE, artifacts, read_known_digests
 from modelseal.errors import EXIT_OK, SpecError
@@ -68,22 +66,11 @@ def seal_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --advisories: low, medium, high (default), critical")
 
 
-@contextlib.contextmanager
-def _inside(path: str) -> Iterator[None]:
-    """The link's bundle paths are relative to the bundle, as `modelseal link` run there."""
-    before = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
 def seal(args: argparse.Namespace) -> int:
     from modelseal.cli.evidence import attest
     from modelseal.format.manifest import PROVENANCE_DIR
     from modelseal.keys.reference import load_signer
-    from modelseal.signing.links import write_link
+    from modelseal.signing.links import working_directory, write_link
     from modelseal.signing.modelsig import DEFAULT_IGNORE
     from modelseal.signing.release import sign_release
 
@@ -93,7 +80,8 @@ def seal(args: argparse.Namespace) -> int:
     # 1. The SBOM and SLSA provenance (with the vulnerability gate): `attest`'s own code.
     attest(args)
     known = read_known_digests(args.known_digests)
-    with _inside(args.bundle):
+    # The link's bundle paths are relative to the bundle, as `modelseal link` run there.
+    with working_directory(args.bundle):
         inside = artifacts(args.bundle_materials, "--bundle-materials", known)
         products = artifacts(args.products, "--products", known)
     materials = {**artifacts(args.materials, "--materials"), **inside}

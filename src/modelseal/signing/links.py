@@ -6,8 +6,9 @@ relative to the bundle (or training) directory, so links are the same bytes on e
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from in_toto.models.link import Link  # type: ignore[import-untyped]
@@ -129,3 +130,15 @@ def write_link(
     path = os.path.join(os.fspath(out_dir), link_file_name(step, signer.key_id))
     write_atomic(path, data)
     return path
+
+
+@contextlib.contextmanager
+def working_directory(path: str) -> Iterator[None]:
+    """Run the block in `path`: in-toto runs the layout's inspection, and records a link's
+    paths, relative to the current directory (the bundle)."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)

@@ -22,10 +22,9 @@ verifier inside the bundle, records every file on disk and requires each one to 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from in_toto import settings, verifylib  # type: ignore[import-untyped]
@@ -47,6 +46,7 @@ from modelseal.signing.links import (
     link_bytes,
     link_file_name,
     owner_key_id,
+    working_directory,
     write_link,
 )
 from modelseal.signing.revocations import load_revocations, revocations_bytes
@@ -145,17 +145,6 @@ def in_toto_reason(error: BaseException, root: str) -> str:
     return first.rstrip(". ")
 
 
-@contextlib.contextmanager
-def _cwd(path: str) -> Iterator[None]:
-    # in-toto runs the layout's inspection in the current directory: the bundle.
-    previous = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
 def verify_provenance(
     bundle_dir: str | os.PathLike[str],
     owner_public_key: PublicKey | bytes,
@@ -231,7 +220,7 @@ def verify_provenance(
                 metablock, {owner_key["keyid"]: owner_key}, root, known
             )
         else:
-            with _cwd(root):
+            with working_directory(root):
                 verifylib.in_toto_verify(
                     metablock,
                     {owner_key["keyid"]: owner_key},
