@@ -19,9 +19,9 @@ about a fresh process: every Pants start costs about 19 s of CPU). The tests tha
 process or an empty cache run their own: `modelseal rebuild` (a `--no-pantsd` Pants per
 rebuild, by design), and the remote cache's first build, which replaces that pantsd with one on
 an empty store and the remote profile (its server-down build reuses it), and its clean clone's
-build, which starts a pantsd there (its token and server-goes-away builds reuse it). The test modules load this module as a plugin
-(`pytest_plugins`), so that its session fixtures exist once per run, not once per module that
-imports them."""
+build, which starts a pantsd there (its token and server-goes-away builds reuse it). The test
+modules load this module as a plugin (`pytest_plugins`), so that its session fixtures exist once
+per run, not once per module that imports them."""
 
 from __future__ import annotations
 
