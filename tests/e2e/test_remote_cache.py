@@ -9,16 +9,17 @@ SoftHSM2). Then what the server holds is read back: no signing action, no key re
 passphrase or PIN. Finally the build must survive a server that is down, and one that goes away in
 the middle of the build.
 
-Two Pants processes, two pantsd (every Pants start costs about 19 s of CPU before any work):
-- the first build starts one in the audit workspace of e2e/audit.py (`keyfiles`, with the
+Three Pants starts (every Pants start costs about 19 s of CPU before any work), each about a
+fresh process on an empty store:
+- the first build starts a pantsd in the audit workspace of e2e/audit.py (`keyfiles`, with the
   release-key tests' keys and token) on an empty local store; the server-down build reuses it,
   after the server is stopped, with the same options (so the same address, where nothing listens
   any more), on a changed model description so that the manifest and archive are new;
-- the clean clone's build starts one on its empty store and named caches; the token build and the
-  server-goes-away build reuse it: the token build with the release key in the token (every step
-  before signing is then reused from what the clean clone got from the server, and only the
-  archive, which holds the new signature, is asked of the server), and the goes-away build
-  against a new server on the same port that exits after its first action-cache write.
+- the clean clone's build starts one on its empty store and named caches; the server-goes-away
+  build reuses it, against a new server on the same port that exits after its first
+  action-cache write;
+- the token build is a fresh `--no-pantsd` Pants on an empty store of its own (through the clean
+  clone's pantsd it ran every cacheable step again: docs/development.md, session 8).
 The two server tests still run in different pantsd: with `remote_cache_warnings = "first_only"`
 Pants warns once per error message per scheduler (a pantsd's life), and each must warn; each is
 the first build with errors in its pantsd (the builds before them asserted none, or found the
@@ -240,34 +241,29 @@ def test_clean_clone_gets_every_cacheable_step_from_the_server(remote: RemoteBui
 def test_a_token_signature_reuses_every_step_before_signing(
     remote: RemoteBuilds, release: Release, tmp_path: Path
 ) -> None:
-    """The release signer in a SoftHSM2 token (PIN from a file), in the clean clone after its
-    file-key build, through the same pantsd and store: every step up to signing is reused (none
-    runs, none is asked of the server: its action is the one the clean clone got from the
-    server, so the token reference is in none of them); a token's ECDSA is randomized, so the
-    archive of the new signature is the one new cacheable step, asked of the server and written
-    to it."""
-    workspace = remote.second_workspace
+    """The release signer in a SoftHSM2 token (PIN from a file): every step up to signing comes
+    from the cache; a token's ECDSA is randomized, so the archive of the new signature is new.
+    A fresh Pants on an empty store of its own (run through the clean clone's pantsd and store
+    instead, it ran every cacheable step again: docs/development.md, session 8)."""
     started = time.monotonic()
-    token = workspace.build("package", TARGET, env={**release.env, "HOME": workspace.env["HOME"]})
+    repo = clone(tmp_path / "repo", source=remote.first_workspace.repo)
+    token = run_pants(repo, PROFILE, remote.server.address, "-ldebug",
+                      f"--local-store-dir={tmp_path / 'store'}", "package", TARGET, env=release.env)
     remote.outputs.append(token)
     assert token.returncode == 0, token.stderr[-5000:]
-    # The release build of test_release_keys.py: it verifies and leaks no secret. Its store and
-    # named caches started empty before the clean clone's build: every step there either ran
-    # (signing) or was fetched into them.
-    check_release_build(release, token, workspace.repo, workspace.store, tmp_path,
-                        named_caches=workspace.named_caches)
+    # The release build of test_release_keys.py: it verifies and leaks no secret.
+    check_release_build(release, token, repo, tmp_path / "store", tmp_path)
     print(f"token build: {time.monotonic() - started:.0f} s")
-    counted = counters(token.stderr)
+    first, counted = counters(remote.first.stderr), counters(token.stderr)
     print("token:", {k: v for k, v in counted.items() if k.startswith("remote") and v})
-    assert counted["remote_cache_requests"] == counted["remote_cache_requests_uncached"]
-    assert counted["remote_cache_requests_uncached"] == counted["remote_cache_write_successes"]
-    assert counted["remote_cache_write_successes"] >= 1
+    assert counted["remote_cache_requests"] == first["remote_cache_requests"]
+    assert counted["remote_cache_requests_uncached"] == counted["remote_cache_write_successes"] >= 1
     for step in (f"Building model.pex for {TARGET}", "Training examples/trained:train"):
         assert f"Completed: {step}" not in token.stderr, step
     assert f"Completed: Signing {TARGET}" in token.stderr
     assert f"Completed: Archiving {BUNDLE_NAME} for {TARGET}" in token.stderr
     assert '"trust":"release"' in (
-        workspace.repo / BUNDLE / f"model/{BUNDLE_NAME}/manifest.json").read_text()
+        tmp_path / "repo" / BUNDLE / f"model/{BUNDLE_NAME}/manifest.json").read_text()
 
 
 def test_signing_and_secrets_never_reach_the_server(
