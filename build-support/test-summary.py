@@ -1,4 +1,4 @@
-"""Totals the JUnit reports `./pants test` writes, and fails the run unless every test ran and passed.
+"""Totals the JUnit reports `./pants test` writes; fails the run unless every test ran and passed.
 
 Pants prints one line per test target; a run needs its totals, and must fail when:
 - a test failed or errored;
@@ -46,6 +46,16 @@ def _module(case: ET.Element) -> str:
     return ".".join(parts)
 
 
+def _files_without_tests(report: str, cases: list[ET.Element]) -> list[str]:
+    """A batch's report holds every file's tests: each of its N+1 files must have one."""
+    batch = BATCH_REPORT.match(report)
+    modules = sorted({_module(case) for case in cases})
+    if not cases or not batch or len(modules) >= int(batch.group(1)) + 1:
+        return []
+    return [f"{report}: {int(batch.group(1)) + 1} files ran in this batch but only "
+            f"{len(modules)} had tests ({', '.join(modules)}): a file collected no tests"]
+
+
 def main(report_dir: str) -> int:
     reports = sorted(Path(report_dir).glob("*.xml"))
     if not reports:
@@ -60,13 +70,7 @@ def main(report_dir: str) -> int:
         cases = list(ET.parse(report).getroot().iter("testcase"))
         if not cases:
             empty.append(f"{report.name}: the test target collected no tests")
-        batch = BATCH_REPORT.match(report.name)
-        modules = sorted({_module(case) for case in cases})
-        if cases and batch and len(modules) < int(batch.group(1)) + 1:
-            empty.append(
-                f"{report.name}: {int(batch.group(1)) + 1} files ran in this batch but only "
-                f"{len(modules)} had tests ({', '.join(modules)}): a file collected no tests"
-            )
+        empty.extend(_files_without_tests(report.name, cases))
         for case in cases:
             if case.find("failure") is not None or case.find("error") is not None:
                 failed.append(_name(case))
