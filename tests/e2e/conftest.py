@@ -19,8 +19,8 @@ The first build's cache hits need the outer run's environment where Pants puts i
 process's key: Pants passes `[subprocess-environment].env_vars` (LANG, LC_CTYPE, LC_ALL,
 SSL_CERT_FILE, SSL_CERT_DIR by default) from the caller to every PEX process, so a build that
 dropped SSL_CERT_FILE or set another LANG missed every PEX the outer `./pants test ::` had built
-(the 20-platform modelseal.pex, the locks, the examples: about 250 CPU-s on an empty cache, issue
-12). The first build therefore takes them from the caller (`PASSED_THROUGH`: the outer Pants gives
+(the 20-platform modelseal.pex, the locks, the examples): 297 CPU-s for the first build after
+such a run, 80 CPU-s with them passed through (docs/development.md, "Session 8"). The first build therefore takes them from the caller (`PASSED_THROUGH`: the outer Pants gives
 them to this pytest process); the second build, which reads no cache, still runs under another
 LANG (and no LC_* of the caller's, which would override it).
 
