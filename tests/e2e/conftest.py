@@ -20,9 +20,10 @@ process's key: Pants passes `[subprocess-environment].env_vars` (LANG, LC_CTYPE,
 SSL_CERT_FILE, SSL_CERT_DIR by default) from the caller to every PEX process, so a build that
 dropped SSL_CERT_FILE or set another LANG missed every PEX the outer `./pants test ::` had built
 (the 20-platform modelseal.pex, the locks, the examples): 297 CPU-s for the first build after
-such a run, 80 CPU-s with them passed through (docs/development.md, "Session 8"). The first build therefore takes them from the caller (`PASSED_THROUGH`: the outer Pants gives
-them to this pytest process); the second build, which reads no cache, still runs under another
-LANG (and no LC_* of the caller's, which would override it).
+such a run, 80 CPU-s with them passed through (docs/development.md, "Session 8"). The first
+build therefore takes them from the caller (`PASSED_THROUGH`: the outer Pants gives them to this
+pytest process); the second build, which reads no cache, still runs under another LANG (and no
+LC_* of the caller's, which would override it).
 
 The first build starts a pantsd in its workspace, so that later runs there (`pants verify ::`)
 skip Pants' start-up and find the bundles it memoized; the second runs without one, like every
