@@ -27,6 +27,13 @@ HANDLER = "examples/iris/handler.py"  # a package link material outside the bund
 LOCK = Path(LOCK_PATH).read_bytes()  # read before the tests change directory
 
 
+@pytest.fixture(autouse=True)
+def _back_to_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests change directory into the sandboxes they make; later files of the same pytest
+    process (tests/core/BUILD batches them) read paths relative to the sandbox's root."""
+    monkeypatch.chdir(os.getcwd())
+
+
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     return make_keys(str(tmp_path_factory.mktemp("keys")))

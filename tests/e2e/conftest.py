@@ -15,6 +15,16 @@ no modelseal rule of its own), iris (its sklearn training is reproduced by `.ci/
 reproduce examples::`, two uncached builds of both examples), tests/arm64's x86_64-only copy of
 sentiment and build-support's derive_platforms.pex. Both builds run at once.
 
+The first build's cache hits need the outer run's environment where Pants puts it into a
+process's key: Pants passes `[subprocess-environment].env_vars` (LANG, LC_CTYPE, LC_ALL,
+SSL_CERT_FILE, SSL_CERT_DIR by default) from the caller to every PEX process, so a build that
+dropped SSL_CERT_FILE or set another LANG missed every PEX the outer `./pants test ::` had built
+(the 20-platform modelseal.pex, the locks, the examples): 297 CPU-s for the first build after
+such a run, 80 CPU-s with them passed through (docs/development.md, "Session 8"). The first
+build therefore takes them from the caller (`PASSED_THROUGH`: the outer Pants gives them to this
+pytest process); the second build, which reads no cache, still runs under another LANG (and no
+LC_* of the caller's, which would override it).
+
 The first build starts a pantsd in its workspace, so that later runs there (`pants verify ::`)
 skip Pants' start-up and find the bundles it memoized; the second runs without one, like every
 build that is about a fresh process. The pantsd is ended when the session ends."""
@@ -31,6 +41,10 @@ from e2e.repo import Builds, clone, commit_time, run_pants, shared_cache, stop_p
 
 # What the uncached second build packages (see the module's docstring).
 REPRODUCED = ("examples/sentiment:model", "src/modelseal:wheel", "rules/modelseal_pants:wheel")
+# Pants 2.17's `[subprocess-environment].env_vars` default: part of every PEX process's cache key.
+PASSED_THROUGH = ("LANG", "LC_CTYPE", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR")
+# The second build's locale: another than the first's, whatever the caller's is.
+OTHER_LANGS = ("de_DE.UTF-8", "fr_FR.UTF-8")
 
 
 @pytest.fixture(scope="session")
@@ -48,10 +62,13 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builds]:
         base["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
     (root / "home-a").mkdir()
     (root / "home-b").mkdir()
-    first_env = {**base, "HOME": str(root / "home-a"), "TZ": "UTC", "LANG": "C.UTF-8",
-                 "USER": "alice"}
-    second_env = {**base, "HOME": str(root / "home-b"), "TZ": "Pacific/Kiritimati",
-                  "LANG": "de_DE.UTF-8", "USER": "bob", "SOURCE_DATE_EPOCH": commit_time(second)}
+    # The caller's locale and certificates, as the outer Pants passed them: the same cache keys.
+    caller = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+    first_env = {**base, **caller, "HOME": str(root / "home-a"), "TZ": "UTC", "USER": "alice"}
+    lang = next(other for other in OTHER_LANGS if other != caller.get("LANG"))
+    second_env = {**base, **{k: v for k, v in caller.items() if k.startswith("SSL_")},
+                  "HOME": str(root / "home-b"), "TZ": "Pacific/Kiritimati", "LANG": lang,
+                  "USER": "bob", "SOURCE_DATE_EPOCH": commit_time(second)}
     # The shared keyring is made on first use, under a lock (modelseal dev-keyring).
     try:
         yield build_both(first, second, first_env, second_env, data_home)

@@ -1,9 +1,11 @@
 """The RuleRunner the plugin tests share (tests/plugin/conftest.py makes it the `rule_runner`
-fixture): real Pants rules, real PEX builds, the real modelseal tool, and a toy model to package.
+fixture, one engine per test file, reset before each test): real Pants rules, real PEX builds,
+the real modelseal tool, and a toy model to package.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pants.backend.python import register as python_backend
@@ -17,6 +19,7 @@ from pants.core.target_types import rules as core_target_type_rules
 from pants.core.util_rules import system_binaries
 from pants.engine.fs import Digest, DigestContents
 from pants.testutil.rule_runner import QueryRule, RuleRunner
+from pants.util.dirutil import recursive_dirname
 
 from modelseal_pants import register
 from modelseal_pants.build_info import (
@@ -78,9 +81,10 @@ def options(validity_days: int = 73000) -> list[str]:
 INHERIT = {"PATH", "PYENV_ROOT", "HOME"}
 
 
-def make_rule_runner(tmp_path: Path) -> RuleRunner:
+def make_rule_runner() -> RuleRunner:
     """The plugin's rules with Pants' Python backend, the real modelseal sources and the real
-    lock: what `./pants package` runs, minus the CLI. (conftest.py's `rule_runner` fixture.)"""
+    lock: what `./pants package` runs, minus the CLI. One per test file (conftest.py's
+    `plugin_engine` fixture); `reset` gives each test the same clean build root and options."""
     runner = RuleRunner(
         rules=[
             *pex_from_targets.rules(),
@@ -101,16 +105,52 @@ def make_rule_runner(tmp_path: Path) -> RuleRunner:
         target_types=[*python_backend.target_types(), *register.target_types(),
                       FileTarget, FilesGeneratorTarget],
     )
-    # A development keyring of the test's own: no key configured means the development default.
-    runner.set_options(options(), env={"XDG_DATA_HOME": str(tmp_path)}, env_inherit=INHERIT)
-    runner.write_files(
-        {
-            **modelseal_sources(),
-            # The real lock of the tool's resolve: the tool needs cryptography and in-toto.
-            "lock.txt": Path("3rdparty/python/lock.txt").read_text(),
-        }
-    )
+    runner.write_files(base_files())
     return runner
+
+
+def base_files() -> dict[str, str]:
+    """What every test's build root starts with: the modelseal sources and the tool's lock."""
+    return {
+        **modelseal_sources(),
+        # The real lock of the tool's resolve: the tool needs cryptography and in-toto.
+        "lock.txt": Path("3rdparty/python/lock.txt").read_text(),
+    }
+
+
+def reset(runner: RuleRunner, keyring_home: Path) -> None:
+    """Give the next test the build root and options a new RuleRunner would have.
+
+    Why share one: a new RuleRunner is a new engine, which runs again what Pants keeps only for
+    a process's lifetime (finding the interpreters and binaries, the development keyring's
+    processes) and what it memoizes in memory; the persistent cache does not hold those. Every
+    file a test added (a model, a 3rdparty/BUILD, a .git, a symlink, dist/) is removed and the
+    base files are written back, and Pants is told of every path, so no test sees another's
+    files; a new session with the default options drops options, environment and per-session
+    process results (git, the keyring) a test set."""
+    root = Path(runner.build_root)
+    base = base_files()
+    removed = []
+    for directory, dirnames, filenames in os.walk(root, topdown=False):
+        relative = Path(directory).relative_to(root)
+        if relative.parts[:1] == (".pants.d",):
+            continue
+        for name in [*filenames, *(d for d in dirnames if Path(directory, d).is_symlink())]:
+            path = (relative / name).as_posix()
+            if path not in base:
+                Path(directory, name).unlink()
+                removed.append(path)
+        if relative.parts and not any(Path(directory).iterdir()):
+            Path(directory).rmdir()
+            removed.append(relative.as_posix())
+    changed = {
+        path: text for path, text in base.items()
+        if not Path(root, path).is_file() or Path(root, path).read_text() != text
+    }
+    runner.write_files(changed)
+    runner.scheduler.invalidate_files({p for path in removed for p in recursive_dirname(path)})
+    # A development keyring of the test's own: no key configured means the development default.
+    runner.set_options(options(), env={"XDG_DATA_HOME": str(keyring_home)}, env_inherit=INHERIT)
 
 
 def write_model(rule_runner: RuleRunner, **fields: str) -> None:

@@ -45,8 +45,10 @@ def options() -> list[str]:
     ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def rule_runner() -> RuleRunner:
+    """One engine for the file: no test writes a file, and each sets its options anew
+    (`models_depending_on`), so a new engine per test would only redo Pants' start-up work."""
     runner = RuleRunner(
         rules=[
             *dependencies.rules(),

@@ -209,17 +209,22 @@ def _namespaces_allowed() -> bool:
     ).returncode == 0
 
 
+# One handler for both ways: the port and the way come in the weights, so both tests (and every
+# run) package the same model.pex and only the smoke test that connects runs again.
 CONNECTING_HANDLER = '''\
 import _socket
+import os
 import socket
 
 
 def load(weights_dir):
-    if {bypass}:
+    with open(os.path.join(weights_dir, "nested", "scale.txt")) as f:
+        port, way = f.read().split()
+    if way == "_socket":
         connection = _socket.socket()
-        connection.connect(("127.0.0.1", {port}))
+        connection.connect(("127.0.0.1", int(port)))
     else:
-        connection = socket.create_connection(("127.0.0.1", {port}))
+        connection = socket.create_connection(("127.0.0.1", int(port)))
     connection.send(b"model")
     return 1
 
@@ -240,9 +245,10 @@ def test_a_model_that_connects_to_localhost_is_not_signed(
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(0.5)
         port = server.getsockname()[1]
-        handler = CONNECTING_HANDLER.format(bypass=bypass_the_guard, port=port)
+        way = "_socket" if bypass_the_guard else "socket"
         write_model(rule_runner)
-        rule_runner.write_files({"models/toy/handler.py": handler})
+        rule_runner.write_files({"models/toy/handler.py": CONNECTING_HANDLER,
+                                 "models/toy/nested/scale.txt": f"{port} {way}"})
         if bypass_the_guard and not _namespaces_allowed():
             package(rule_runner)  # the guard alone does not see _socket (docs/evaluation.md)
             server.accept()[0].close()

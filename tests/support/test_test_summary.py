@@ -96,3 +96,40 @@ def test_no_reports_fails(tmp_path: Path) -> None:
     result = summary(tmp_path)
     assert result.returncode == 1
     assert "no test ran" in result.stderr
+
+
+def batch_report(pytester: pytest.Pytester, sources: dict[str, str]) -> Path:
+    """Runs one pytest over several files, as Pants runs a batch, and names its report as Pants
+    does: `batch-of-<first file>+<N>-files.xml`."""
+    reports = pytester.path / "reports"
+    name = f"batch-of-tests.test_{next(iter(sources))}.py.tests+{len(sources) - 1}-files.xml"
+    pytester.makepyfile(**{f"test_{stem}": source for stem, source in sources.items()})
+    pytester.runpytest("-p", "no:cacheprovider", f"--junitxml={reports / name}",
+                       *(f"test_{stem}.py" for stem in sources))
+    assert (reports / name).is_file()
+    return reports
+
+
+def test_a_batch_counts_every_test_and_a_failure_names_its_file(
+    pytester: pytest.Pytester,
+) -> None:
+    reports = batch_report(pytester, {
+        "first": "def test_a():\n    pass\n\ndef test_b():\n    pass\n",
+        "second": "def test_c():\n    assert 1 == 2\n",
+        "third": "def test_d():\n    pass\n",
+    })
+    result = summary(reports)
+    assert result.returncode == 1
+    assert result.stdout == "tests: 3 passed, 1 failed, 0 skipped\n"
+    assert "failed: test_second::test_c" in result.stderr
+
+
+def test_a_file_of_a_batch_that_collected_nothing_fails(pytester: pytest.Pytester) -> None:
+    reports = batch_report(pytester, {
+        "first": "def test_a():\n    pass\n",
+        "renamed": "def helper():\n    pass\n",
+    })
+    result = summary(reports)
+    assert result.returncode == 1
+    assert result.stdout == "tests: 1 passed, 0 failed, 0 skipped\n"
+    assert "2 files ran in this batch but only 1 had tests (test_first)" in result.stderr
