@@ -15,11 +15,13 @@ The `e2e-audit` batch (test_rebuild.py, test_release_keys.py, test_remote_cache.
 workspace, the `keyfiles` fixture below: one clone of HEAD with the tiny and the trained model
 committed, release keys in passphrase-protected files outside it, and one pantsd, which
 test_rebuild.py's published build starts and the release-key tests' builds reuse (none of them is
-about a fresh process: every Pants start costs about 22 s of CPU). The tests that are about a fresh
-process or an empty cache (`modelseal rebuild`, the remote cache's builds) run their own Pants
-processes in it or in clones of it. The test modules load this module as a plugin
-(`pytest_plugins`), so that its session fixtures exist once per run, not once per module that
-imports them."""
+about a fresh process: every Pants start costs about 19 s of CPU). The tests that are about a fresh
+process or an empty cache run their own: `modelseal rebuild` (a `--no-pantsd` Pants per
+rebuild, by design), and the remote cache's first build, which replaces that pantsd with one on
+an empty store and the remote profile (its server-down build reuses it), and its clean clone's
+build, which starts a pantsd there (its token and server-goes-away builds reuse it). The test
+modules load this module as a plugin (`pytest_plugins`), so that its session fixtures exist once
+per run, not once per module that imports them."""
 
 from __future__ import annotations
 

@@ -32,14 +32,15 @@ HANDLER = "def load(weights_dir):\n    return 2\n\n\ndef predict(model, inputs):
 
 def check_release_build(
     release: Release, built: subprocess.CompletedProcess[str], repo: Path, store: Path,
-    scratch: Path,
+    scratch: Path, named_caches: Path | None = None,
 ) -> None:
     """A release build of MODEL in `repo` with `release.env` (run with -ldebug and its own local
-    store): its bundle verifies with the reference tools under the exported public keys, and no
-    passphrase, PIN or key reaches the store, the named caches, .pants.d (with its debug log),
-    dist/ or the output. test_remote_cache.py runs it on its token build, whose store starts
-    empty: every step there either ran (signing) or was fetched into it, so one build serves both
-    (a build of its own here would repeat every uncached step)."""
+    store and named caches, by default the shared ones): its bundle verifies with the reference
+    tools under the exported public keys, and no passphrase, PIN or key reaches the store, the
+    named caches, .pants.d (with its debug log), dist/ or the output. test_remote_cache.py runs it
+    on its token build, in the clean clone whose store and named caches were empty before its
+    file-key build: every step there either ran (signing) or was fetched into them, so one build
+    serves both (a build of its own here would repeat every uncached step)."""
     assert built.returncode == 0, built.stderr[-5000:]
     bundle_tar = repo / f"dist/examples.trained/model/{BUNDLE}.tar"
     with tarfile.open(bundle_tar) as tar:
@@ -61,8 +62,8 @@ def check_release_build(
     )
     assert signed.returncode == 0, signed.stdout + signed.stderr
 
-    places = [store, Path(shared_cache()) / "pants" / "named_caches", repo / ".pants.d",
-              repo / "dist"]
+    caches = named_caches or Path(shared_cache()) / "pants" / "named_caches"
+    places = [store, caches, repo / ".pants.d", repo / "dist"]
     logs = built.stdout + built.stderr
     assert not [secret for secret in release.secrets if secret in logs]
     patterns = [arg for secret in release.secrets for arg in ("-e", secret)]

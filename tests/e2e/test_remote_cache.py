@@ -9,11 +9,21 @@ SoftHSM2). Then what the server holds is read back: no signing action, no key re
 passphrase or PIN. Finally the build must survive a server that is down, and one that goes away in
 the middle of the build.
 
-The first build runs in the audit workspace of e2e/audit.py (`keyfiles`, with the release-key
-tests' keys and token), the others in clones of it. Every build here is a fresh Pants process:
-the first and the clean clone's need empty stores, and the two server tests cannot share a pantsd,
-since with `remote_cache_warnings = "first_only"` Pants warns once per error message per
-scheduler, and each must warn (see docs/development.md, "The `e2e-audit` batch").
+Three Pants starts (every Pants start costs about 19 s of CPU before any work), each about a
+fresh process on an empty store:
+- the first build starts a pantsd in the audit workspace of e2e/audit.py (`keyfiles`, with the
+  release-key tests' keys and token) on an empty local store; the server-down build reuses it,
+  after the server is stopped, with the same options (so the same address, where nothing listens
+  any more), on a changed model description so that the manifest and archive are new;
+- the clean clone's build starts one on its empty store and named caches; the server-goes-away
+  build reuses it, against a new server on the same port that exits after its first
+  action-cache write;
+- the token build is a fresh `--no-pantsd` Pants on an empty store of its own (through the clean
+  clone's pantsd it ran every cacheable step again: docs/development.md, session 8).
+The two server tests still run in different pantsd: with `remote_cache_warnings = "first_only"`
+Pants warns once per error message per scheduler (a pantsd's life), and each must warn; each is
+the first build with errors in its pantsd (the builds before them asserted none, or found the
+server up). See docs/development.md, "The `e2e-audit` batch".
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from pathlib import Path
 
 import pytest
 from e2e.audit import KeyFiles, Release
-from e2e.repo import clone, run_pants, tree_digests
+from e2e.repo import clone, run_pants, stop_pantsd, tree_digests
 from e2e.test_release_keys import check_release_build
 
 # The audit workspace's fixtures (`keyfiles`, `release`), one instance for the whole session.
@@ -83,10 +93,11 @@ class Server:
         return list(json.loads(out))
 
 
-def start_server(root: Path, *extra: str) -> Server:
+def start_server(root: Path, *extra: str, port: int | None = None) -> Server:
+    """A BuildGrid server on `port` (by default a free one), once it listens."""
     python = buildgrid_python()
     root.mkdir(parents=True, exist_ok=True)
-    port, log = free_port(), root / "server.log"
+    port, log = port or free_port(), root / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [str(python), "tests/e2e/remote/bgd_server.py", "--port", str(port),
@@ -108,13 +119,30 @@ def counters(output: str) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class Workspace:
+    """A repository, the options and environment of its pantsd's builds (the same options, so
+    that every build reuses the pantsd the first one started), and where its store is."""
+
+    repo: Path
+    options: tuple[str, ...]
+    env: dict[str, str]
+    store: Path
+    named_caches: Path | None  # None: the shared named caches
+
+    def build(self, *args: str, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess[str]:
+        return run_pants(self.repo, *self.options, *args, env=env or self.env, pantsd=True)
+
+
+@dataclass(frozen=True)
 class RemoteBuilds:
     first: subprocess.CompletedProcess[str]
     second: subprocess.CompletedProcess[str]
-    first_repo: Path
-    second_repo: Path
-    first_store: Path  # the local store of the first build (it holds every step's result)
-    file_env: dict[str, str]  # release keys, all passphrase-protected files
+    first_workspace: Workspace  # the audit workspace, on the first build's store and pantsd
+    second_workspace: Workspace  # the clean clone, on its own store, named caches and pantsd
+    # Each build's bundle, read right after it: later builds in the same workspaces rewrite dist/.
+    first_digests: dict[str, str]
+    second_digests: dict[str, str]
     server: Server  # running until test_signing_and_secrets_never_reach_the_server stops it
     # Every build's output against `server`, to search for secrets (the token build adds its own).
     outputs: list[subprocess.CompletedProcess[str]]
@@ -133,7 +161,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def remote(
     keyfiles: KeyFiles, server: Server, tmp_path_factory: pytest.TempPathFactory
-) -> RemoteBuilds:
+) -> Iterator[RemoteBuilds]:
     root = tmp_path_factory.mktemp("remote")
     # The compared builds sign with passphrase-protected file keys only: deterministic ECDSA gives
     # the same signatures, so the archive (which holds them) is the same action in both builds.
@@ -143,27 +171,39 @@ def remote(
     status = subprocess.run(["git", "-C", str(keyfiles.repo), "status", "--porcelain"],
                             check=True, capture_output=True, text=True).stdout
     assert not status, f"the audit workspace is not clean:\n{status}"
-    first_store = root / "store-1"
-    started = time.monotonic()
     # -ldebug: the manifest, archive and signing processes log at debug level.
-    first = run_pants(keyfiles.repo, PROFILE, server.address, "-ldebug",
-                      f"--local-store-dir={first_store}", "package", TARGET, env=keyfiles.env)
+    first_workspace = Workspace(
+        keyfiles.repo,
+        (PROFILE, server.address, "-ldebug", f"--local-store-dir={root / 'store-1'}"),
+        keyfiles.env, root / "store-1", None,
+    )
+    started = time.monotonic()
+    # Its options differ from the audit pantsd's (the remote profile, its own store): Pants
+    # replaces that pantsd with a new one, a fresh process on an empty store.
+    first = first_workspace.build("package", TARGET)
     assert first.returncode == 0, first.stderr[-5000:]
     print(f"first build (fills the remote cache): {time.monotonic() - started:.0f} s")
+    first_digests = tree_digests(keyfiles.repo / BUNDLE)
 
     # A clean clone elsewhere, another HOME, an empty local store and empty named caches.
     second_repo = clone(root / "other" / "checkout", source=keyfiles.repo)
     (root / "home-2").mkdir()
-    env = {**keyfiles.env, "HOME": str(root / "home-2")}
-    started = time.monotonic()
-    second = run_pants(second_repo, PROFILE, server.address, "-ldebug",
-                       f"--local-store-dir={root / 'store-2'}",
-                       f"--named-caches-dir={root / 'named-caches-2'}",
-                       "package", TARGET, env=env)
-    assert second.returncode == 0, second.stderr[-5000:]
-    print(f"second build (from the remote cache): {time.monotonic() - started:.0f} s")
-    return RemoteBuilds(first, second, keyfiles.repo, second_repo, first_store, keyfiles.env,
-                        server, [first, second])
+    second_workspace = Workspace(
+        second_repo,
+        (PROFILE, server.address, "-ldebug", f"--local-store-dir={root / 'store-2'}",
+         f"--named-caches-dir={root / 'named-caches-2'}"),
+        {**keyfiles.env, "HOME": str(root / "home-2")}, root / "store-2",
+        root / "named-caches-2",
+    )
+    try:
+        started = time.monotonic()
+        second = second_workspace.build("package", TARGET)
+        assert second.returncode == 0, second.stderr[-5000:]
+        print(f"second build (from the remote cache): {time.monotonic() - started:.0f} s")
+        yield RemoteBuilds(first, second, first_workspace, second_workspace, first_digests,
+                           tree_digests(second_repo / BUNDLE), server, [first, second])
+    finally:
+        stop_pantsd(second_repo)  # the audit workspace's pantsd ends with `keyfiles`
 
 
 def test_clean_clone_gets_every_cacheable_step_from_the_server(remote: RemoteBuilds) -> None:
@@ -193,7 +233,7 @@ def test_clean_clone_gets_every_cacheable_step_from_the_server(remote: RemoteBui
     # Signing ran again, locally, in the second build.
     assert f"Completed: Signing {TARGET}" in remote.second.stderr
 
-    one, two = (tree_digests(repo / BUNDLE) for repo in (remote.first_repo, remote.second_repo))
+    one, two = remote.first_digests, remote.second_digests
     assert one and one == two
     assert f"model/{BUNDLE_NAME}.tar" in one and f"model/{BUNDLE_NAME}/model.sig" in one
 
@@ -202,9 +242,11 @@ def test_a_token_signature_reuses_every_step_before_signing(
     remote: RemoteBuilds, release: Release, tmp_path: Path
 ) -> None:
     """The release signer in a SoftHSM2 token (PIN from a file): every step up to signing comes
-    from the cache; a token's ECDSA is randomized, so the archive of the new signature is new."""
+    from the cache; a token's ECDSA is randomized, so the archive of the new signature is new.
+    A fresh Pants on an empty store of its own (run through the clean clone's pantsd and store
+    instead, it ran every cacheable step again: docs/development.md, session 8)."""
     started = time.monotonic()
-    repo = clone(tmp_path / "repo", source=remote.first_repo)
+    repo = clone(tmp_path / "repo", source=remote.first_workspace.repo)
     token = run_pants(repo, PROFILE, remote.server.address, "-ldebug",
                       f"--local-store-dir={tmp_path / 'store'}", "package", TARGET, env=release.env)
     remote.outputs.append(token)
@@ -255,46 +297,50 @@ def test_signing_and_secrets_never_reach_the_server(
         assert not [s for s in keyfiles.secrets if s in output.stdout + output.stderr]
 
 
-def rebuild_changed(
-    remote: RemoteBuilds, tmp: Path, server_address: str, description: str
-) -> subprocess.CompletedProcess[str]:
-    """A clone whose model description differs: the PEX and training are local-cache hits, the
-    manifest and archive are new, so the build asks the server (and fails to write to it)."""
-    repo = clone(tmp / "repo", source=remote.first_repo)
-    build_file = repo / "examples/trained/BUILD"
+def build_changed(workspace: Workspace, description: str) -> subprocess.CompletedProcess[str]:
+    """A build, through the workspace's pantsd, of the model with another description: the PEX
+    and training are what that pantsd already built, the manifest and archive are new, so the
+    build asks the server (and fails to reach it). The work tree is restored afterwards."""
+    build_file = workspace.repo / "examples/trained/BUILD"
     text = build_file.read_text()
     assert "description=" in text
     build_file.write_text(re.sub(r'description="[^"]*"', f'description="{description}"', text))
-    built = run_pants(repo, PROFILE, server_address, f"--local-store-dir={remote.first_store}",
-                      "package", TARGET, env=remote.file_env)
+    try:
+        built = workspace.build("package", TARGET)
+    finally:
+        build_file.write_text(text)
     print(*(line for line in built.stderr.splitlines() if "[WARN]" in line), sep="\n")
     return built
 
 
-def test_build_succeeds_with_a_warning_when_the_server_is_down(
-    remote: RemoteBuilds, tmp_path: Path
-) -> None:
-    down = f"--remote-store-address=grpc://127.0.0.1:{free_port()}"  # nothing listens there
+def test_build_succeeds_with_a_warning_when_the_server_is_down(remote: RemoteBuilds) -> None:
+    """The first build's pantsd, whose options name the server's address: with the server
+    stopped (test_signing_and_secrets_never_reach_the_server stops it first; stopping is
+    idempotent), nothing listens there."""
+    remote.server.stop()
     started = time.monotonic()
-    built = rebuild_changed(remote, tmp_path, down, "Trained, with the server down.")
+    built = build_changed(remote.first_workspace, "Trained, with the server down.")
     print(f"build with the server down: {time.monotonic() - started:.0f} s")
     assert built.returncode == 0, built.stderr[-5000:]
     assert re.search(r"\[WARN\].*remote cache", built.stderr, re.I), built.stderr[-5000:]
     stats = counters(built.stderr)
+    assert stats["remote_cache_write_successes"] == 0
     assert stats["remote_cache_read_errors"] + stats["remote_cache_write_errors"] > 0
-    manifest = tmp_path / "repo" / BUNDLE / f"model/{BUNDLE_NAME}/manifest.json"
+    manifest = remote.first_workspace.repo / BUNDLE / f"model/{BUNDLE_NAME}/manifest.json"
     assert "Trained, with the server down." in manifest.read_text()
 
 
 def test_build_succeeds_with_a_warning_when_the_server_goes_away(
     remote: RemoteBuilds, tmp_path: Path
 ) -> None:
-    # The server accepts the first result (the manifest's) and then exits, mid-build.
-    server = start_server(tmp_path / "server", "--die-after-cache-writes", "1")
+    """The clean clone's pantsd, against a new server on the first one's port (stopped first),
+    which accepts the first result (the manifest's) and then exits, mid-build."""
+    remote.server.stop()
+    server = start_server(tmp_path / "server", "--die-after-cache-writes", "1",
+                          port=remote.server.port)
     try:
         started = time.monotonic()
-        built = rebuild_changed(remote, tmp_path, server.address,
-                                "Trained, with a server that goes away.")
+        built = build_changed(remote.second_workspace, "Trained, with a server that goes away.")
         print(f"build with a server that goes away: {time.monotonic() - started:.0f} s")
         assert server.process.wait(timeout=60) == 0
         assert "exiting after 1 action-cache writes" in server.log.read_text()
@@ -306,5 +352,5 @@ def test_build_succeeds_with_a_warning_when_the_server_goes_away(
     stats = counters(built.stderr)
     assert stats["remote_cache_write_successes"] >= 1
     assert stats["remote_cache_read_errors"] + stats["remote_cache_write_errors"] > 0
-    manifest = tmp_path / "repo" / BUNDLE / f"model/{BUNDLE_NAME}/manifest.json"
+    manifest = remote.second_workspace.repo / BUNDLE / f"model/{BUNDLE_NAME}/manifest.json"
     assert "Trained, with a server that goes away." in manifest.read_text()
