@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.repo import clone, packaged_tool, shared_cache, stop_pantsd
+from e2e.repo import caller_process_env, clone, packaged_tool, shared_cache, stop_pantsd
 
 from core.reference import softhsm2_or_fail
 
@@ -286,6 +286,8 @@ def keyfiles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyFiles]:
     add_trained_model(repo)
     env = {
         "PATH": os.environ["PATH"],
+        # Locale and certificates as the outer run's: its tool and lock PEXes are cache hits.
+        **caller_process_env(),
         "HOME": str(root / "home"),
         "XDG_CACHE_HOME": shared_cache(),
         # Key references only, as Pants options in environment variables.

@@ -21,9 +21,10 @@ SSL_CERT_FILE, SSL_CERT_DIR by default) from the caller to every PEX process, so
 dropped SSL_CERT_FILE or set another LANG missed every PEX the outer `./pants test ::` had built
 (the 20-platform modelseal.pex, the locks, the examples): 297 CPU-s for the first build after
 such a run, 80 CPU-s with them passed through (docs/development.md, "Session 8"). The first
-build therefore takes them from the caller (`PASSED_THROUGH`: the outer Pants gives them to this
-pytest process); the second build, which reads no cache, still runs under another LANG (and no
-LC_* of the caller's, which would override it).
+build therefore takes them from the caller (`repo.caller_process_env`: the outer Pants gives them
+to this pytest process; the audit workspace, tests/e2e/audit.py, does the same); the second build,
+which reads no cache, still runs under another LANG (and no LC_* of the caller's, which would
+override it).
 
 The first build starts a pantsd in its workspace, so that later runs there (`pants verify ::`)
 skip Pants' start-up and find the bundles it memoized; the second runs without one, like every
@@ -37,12 +38,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from e2e.repo import Builds, clone, commit_time, run_pants, shared_cache, stop_pantsd
+from e2e.repo import (
+    Builds,
+    caller_process_env,
+    clone,
+    commit_time,
+    run_pants,
+    shared_cache,
+    stop_pantsd,
+)
 
 # What the uncached second build packages (see the module's docstring).
 REPRODUCED = ("examples/sentiment:model", "src/modelseal:wheel", "rules/modelseal_pants:wheel")
-# Pants 2.17's `[subprocess-environment].env_vars` default: part of every PEX process's cache key.
-PASSED_THROUGH = ("LANG", "LC_CTYPE", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR")
 # The second build's locale: another than the first's, whatever the caller's is.
 OTHER_LANGS = ("de_DE.UTF-8", "fr_FR.UTF-8")
 
@@ -63,7 +70,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builds]:
     (root / "home-a").mkdir()
     (root / "home-b").mkdir()
     # The caller's locale and certificates, as the outer Pants passed them: the same cache keys.
-    caller = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+    caller = caller_process_env()
     first_env = {**base, **caller, "HOME": str(root / "home-a"), "TZ": "UTC", "USER": "alice"}
     lang = next(other for other in OTHER_LANGS if other != caller.get("LANG"))
     second_env = {**base, **{k: v for k, v in caller.items() if k.startswith("SSL_")},

@@ -38,6 +38,19 @@ def shared_cache() -> str:
     return os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ["HOME"], ".cache")
 
 
+# Pants 2.17's `[subprocess-environment].env_vars` default: Pants passes these from its caller to
+# every PEX process, so they are part of each process's cache key.
+PASSED_THROUGH = ("LANG", "LC_CTYPE", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def caller_process_env() -> dict[str, str]:
+    """The locale and certificate variables of this pytest process, as the outer `./pants test`
+    passed them: a nested build that sets them the same way finds, in the shared local cache, the
+    PEXes the outer run built (the modelseal tool, the locks' installs) instead of building them
+    again."""
+    return {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+
+
 # The e2e tests read and compare the bundles' tars, which `package` writes only on request.
 ARCHIVE_ENV = {"PANTS_MODELSEAL_ARCHIVE": "true"}
 
