@@ -31,6 +31,7 @@ from pants.engine.fs import (
     DigestEntries,
     FileEntry,
     PathGlobs,
+    Paths,
     RemovePrefix,
     Snapshot,
 )
@@ -42,6 +43,7 @@ from pants.engine.target import (
 )
 from pants.util.logging import LogLevel
 
+from modelseal_pants import workspace_files
 from modelseal_pants.errors import LockfileError
 from modelseal_pants.graph import pex_roots
 from modelseal_pants.target_types import (
@@ -113,18 +115,23 @@ async def _single_file_entry(path: str) -> FileEntry | None:
 
 
 async def _declared_weights(fs: ModelArtifactFieldSet, build_root: BuildRoot) -> Digest:
-    sources = await Get(Snapshot, PathGlobs, fs.weights.strict_path_globs())
-    # Pants follows symbolic links when it snapshots files, so ask the file system itself.
-    for path in sources.files:
+    globs = fs.weights.strict_path_globs()
+    # Pants follows symbolic links when it lists files, so ask the file system itself.
+    for path in (await Get(Paths, PathGlobs, globs)).files:
         if os.path.islink(os.path.join(build_root.path, path)):
             raise fs.field_error(
                 ModelWeightsField.alias,
                 f"matches {path}, a symbolic link. Weights must be regular files, so that what "
                 "is packaged is what the repository holds: copy the file in place of the link.",
             )
+    # Not a Pants snapshot: large weights are read once, by the tool (workspace_files.py).
+    files = await Get(
+        workspace_files.WorkspaceFiles,
+        workspace_files.WorkspaceFilesRequest(globs, f"the weights of {fs.address}"),
+    )
     if not fs.address.spec_path:
-        return sources.digest
-    return await Get(Digest, RemovePrefix(sources.digest, fs.address.spec_path))
+        return files.digest
+    return await Get(Digest, RemovePrefix(files.digest, fs.address.spec_path))
 
 
 @rule(desc="Gathering model weights", level=LogLevel.DEBUG)
@@ -252,4 +259,4 @@ async def check_model_artifact(
 
 
 def rules() -> Iterable[Rule]:
-    return collect_rules()
+    return (*collect_rules(), *workspace_files.rules())

@@ -204,6 +204,23 @@ class PushBundle(ToolCommand):
 
 
 @dataclass(frozen=True)
+class Intake(ToolCommand):
+    """Large workspace files into Pants' store, each read once (workspace_files.py says why)."""
+
+    root: str
+    store: str
+    stat_cache: str
+    min_size: int
+    paths: tuple[str, ...]
+
+    def argv(self) -> tuple[str, ...]:
+        return (
+            "intake", f"--root={self.root}", f"--store={self.store}",
+            f"--stat-cache={self.stat_cache}", f"--min-size={self.min_size}", *self.paths,
+        )
+
+
+@dataclass(frozen=True)
 class GuardPex(ToolCommand):
     pex: str
     versions: tuple[str, ...]  # MAJOR.MINOR
@@ -263,6 +280,8 @@ class ToolInvocation:
     output_files: tuple[str, ...] = ()
     output_directories: tuple[str, ...] = ()
     extra_env: FrozenDict[str, str] = field(default_factory=FrozenDict)
+    # Pants' named caches: {name: path in the sandbox}, kept between runs.
+    append_only_caches: FrozenDict[str, str] = field(default_factory=FrozenDict)
     cache_scope: ProcessCacheScope = ProcessCacheScope.SUCCESSFUL
     level: LogLevel = LogLevel.DEBUG
 
@@ -277,6 +296,7 @@ async def modelseal_tool_process(invocation: ToolInvocation) -> Process:
             argv=invocation.command.argv(),
             input_digest=invocation.input_digest,
             extra_env=invocation.extra_env,
+            append_only_caches=invocation.append_only_caches,
             output_files=invocation.output_files,
             output_directories=invocation.output_directories,
             description=invocation.description,

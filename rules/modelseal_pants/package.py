@@ -105,13 +105,17 @@ async def package_model_artifact(
 ) -> BuiltPackage:
     """The steps, in order: check, build model.pex, write the manifest, assemble, sign (train,
     package and sign links, layout, model.sig: `signing.sign_bundle`), archive."""
-    checked = await Get(CheckedModelArtifact, ModelArtifactFieldSet, fs)
-    runtime, info, keys, unowned, declared, resolve = await MultiGet(
+    # Together: the check reads the weights (`modelseal intake`), the build info runs git and the
+    # keys are exported, three processes in every session that need nothing from each other.
+    checked, runtime, info, keys, declared = await MultiGet(
+        Get(CheckedModelArtifact, ModelArtifactFieldSet, fs),
         Get(RuntimeSources, RuntimeSourcesRequest()),
         Get(BuildInfo, BuildInfoRequest()),
         Get(SigningKeys, SigningKeysRequest()),
-        Get(UnownedImports, UnownedImportsRequest(checked.roots, str(fs.address))),
         Get(DeclaredEvaluation, EvaluationRequest(fs.address)),
+    )
+    unowned, resolve = await MultiGet(
+        Get(UnownedImports, UnownedImportsRequest(checked.roots, str(fs.address))),
         Get(ChosenPythonResolve, ChosenPythonResolveRequest(checked.roots)),
     )
     if unowned.imports:

@@ -17,7 +17,7 @@ from pants.core.goals.package import BuiltPackage
 from pants.core.target_types import FilesGeneratorTarget, FileTarget
 from pants.core.target_types import rules as core_target_type_rules
 from pants.core.util_rules import system_binaries
-from pants.engine.fs import Digest, DigestContents
+from pants.engine.fs import Digest, DigestContents, PathGlobs
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 from pants.util.dirutil import recursive_dirname
 
@@ -32,6 +32,7 @@ from modelseal_pants.package import ModelArtifactFieldSet
 from modelseal_pants.signing import PublicKeys, PublicKeysRequest
 from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
 from modelseal_pants.training import TrainedModel, TrainModelRequest
+from modelseal_pants.workspace_files import WorkspaceFiles, WorkspaceFilesRequest
 from plugin.test_pex_through_rule_graph import pex_cli_options
 
 HANDLER = '''\
@@ -101,6 +102,8 @@ def make_rule_runner() -> RuleRunner:
             QueryRule(WorktreeChecked, [WorktreeCheckRequest]),
             QueryRule(PublicKeys, [PublicKeysRequest]),
             QueryRule(DigestContents, [Digest]),
+            QueryRule(Digest, [PathGlobs]),
+            QueryRule(WorkspaceFiles, [WorkspaceFilesRequest]),
         ],
         target_types=[*python_backend.target_types(), *register.target_types(),
                       FileTarget, FilesGeneratorTarget],

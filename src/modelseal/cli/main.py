@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import modelseal.cli.distribute
     import modelseal.cli.evidence
     import modelseal.cli.inspect
+    import modelseal.cli.intake
     import modelseal.cli.record
     import modelseal.cli.runtime
     import modelseal.cli.seal
@@ -158,6 +159,15 @@ COMMANDS: tuple[Command, ...] = (
         "An internal step that the modelseal Pants rules run: write a bundle directory as a tar "
         "whose bytes depend only on the files' paths and contents and on --mtime "
         "(docs/formats.md).",
+    ),
+    Command(
+        "intake",
+        "(internal) copy large workspace files into Pants' store, each read once",
+        "intake:intake",
+        "intake:intake_arguments",
+        "An internal step that the modelseal Pants rules run for a model's weights: hash each "
+        "file of at least --min-size bytes while copying it into --store, remember its digest "
+        "against its stat in --stat-cache, and print the digests as JSON (docs/benchmarks.md).",
     ),
     Command(
         "inspect",

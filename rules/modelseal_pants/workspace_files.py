@@ -1,0 +1,133 @@
+"""Workspace files as a Pants digest, the large ones read once by the modelseal tool.
+
+Pants 2.17 snapshots a workspace file by streaming it twice through tokio's 8 KiB copy buffer (a
+hash pass, then a verified copy into its store): about 10 CPU-seconds per GiB on a 2-core machine,
+nine tenths of a cold `pants package` of a 1 GiB model, and still so in Pants' later code
+(docs/benchmarks.md, "Issue #17, fourth round"). So a model's weights are not snapshotted by
+Pants: the rule lists the matched files (`Paths`: names only, nothing read), and `modelseal
+intake` hashes each file of at least Pants' large-file size while copying it into the local
+store, where Pants keeps such files (`<store>/immutable/files/<hex[:2]>/<hex>`), and remembers
+the digest against the file's stat; the rule names those files by digest (`CreateDigest` of
+`FileEntry`s), and Pants snapshots the small ones itself, as before. The resulting digest is the
+one Pants' own snapshot gives (tests/plugin/test_workspace_files.py compares them), so cache keys,
+remote caching and the bundle's bytes are unchanged.
+
+The intake runs in every session (PER_SESSION): Pants' file watcher invalidates a file's
+content, not the list of names this rule depends on, so only the tool's stat check can see that a
+weight changed. When nothing changed it reads no weight (its stat cache, a Pants named cache)
+and costs one short process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pants.base.build_root import BuildRoot
+from pants.base.glob_match_error_behavior import GlobMatchErrorBehavior
+from pants.engine.fs import (
+    EMPTY_DIGEST,
+    CreateDigest,
+    Digest,
+    FileDigest,
+    FileEntry,
+    MergeDigests,
+    PathGlobs,
+    Paths,
+)
+from pants.engine.process import ProcessCacheScope, ProcessResult
+from pants.engine.rules import Get, Rule, collect_rules, rule
+from pants.option.global_options import GlobalOptions, LocalStoreOptions
+from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
+
+from modelseal_pants.invocation import Intake, ToolInvocation
+
+# Pants 2.17's LARGE_FILE_SIZE_LIMIT (src/rust/engine/fs/store/src/local.rs): files of this size
+# and more are kept as files under the local store's `immutable/files`, smaller ones in LMDB,
+# which only Pants writes. The same value in Pants' later releases.
+PANTS_LARGE_FILE_BYTES = 512 * 1024
+STORE_FILES = os.path.join("immutable", "files")
+# The named cache of the intake's stat cache, and where it appears in the sandbox.
+STAT_CACHE_NAME = "modelseal_intake"
+STAT_CACHE_PATH = ".cache/modelseal_intake"
+INTAKE_SCHEMA = "modelseal.intake/v1"
+_GLOB_CHARACTERS = re.compile(r"([\[\]*?])")
+
+
+@dataclass(frozen=True)
+class WorkspaceFilesRequest:
+    globs: PathGlobs
+    description: str  # who asks, for the intake's progress line: "the weights of //a:model"
+
+
+@dataclass(frozen=True)
+class WorkspaceFiles:
+    """The matched files at their repository paths, and which of them the intake read."""
+
+    digest: Digest
+    files: tuple[str, ...]
+    large: tuple[str, ...]  # taken in by `modelseal intake`, not by Pants' snapshot
+
+
+def literal_glob(path: str) -> str:
+    """A glob that matches `path` only: Pants' globs read `[`, `]`, `*` and `?` as patterns."""
+    return _GLOB_CHARACTERS.sub(r"[\1]", path)
+
+
+def local_store_files(global_options: GlobalOptions) -> str:
+    """Where this Pants keeps its large files: the store directory exactly as Pants resolves it."""
+    return os.path.join(LocalStoreOptions.from_options(global_options.options).store_dir,
+                        STORE_FILES)
+
+
+@rule(desc="Reading workspace files", level=LogLevel.DEBUG)
+async def workspace_files(
+    request: WorkspaceFilesRequest, build_root: BuildRoot, global_options: GlobalOptions
+) -> WorkspaceFiles:
+    paths = await Get(Paths, PathGlobs, request.globs)
+    if not paths.files:
+        return WorkspaceFiles(EMPTY_DIGEST, (), ())
+    result = await Get(
+        ProcessResult,
+        ToolInvocation(
+            Intake(
+                root=build_root.path,
+                store=local_store_files(global_options),
+                stat_cache=STAT_CACHE_PATH,
+                min_size=PANTS_LARGE_FILE_BYTES,
+                paths=paths.files,
+            ),
+            EMPTY_DIGEST,
+            f"Reading {request.description} ({len(paths.files)} files)",
+            append_only_caches=FrozenDict({STAT_CACHE_NAME: STAT_CACHE_PATH}),
+            cache_scope=ProcessCacheScope.PER_SESSION,
+        ),
+    )
+    output = json.loads(result.stdout)
+    if output.get("schema") != INTAKE_SCHEMA:
+        raise ValueError(f"`modelseal intake` answered {output.get('schema')!r}, not "
+                         f"{INTAKE_SCHEMA!r}: the tool and the plugin are of different versions")
+    large = {
+        f["path"]: FileEntry(f["path"], FileDigest(f["sha256"], f["size"]), f["executable"])
+        for f in output["files"]
+    }
+    small = [path for path in paths.files if path not in large]
+    parts = []
+    if large:
+        parts.append(await Get(Digest, CreateDigest(large.values())))
+    if small:
+        parts.append(await Get(Digest, PathGlobs(
+            (literal_glob(p) for p in small),
+            glob_match_error_behavior=GlobMatchErrorBehavior.error,
+            description_of_origin=request.description,
+        )))
+    digest = await Get(Digest, MergeDigests(parts))
+    return WorkspaceFiles(digest, paths.files, tuple(large))
+
+
+def rules() -> Iterable[Rule]:
+    return collect_rules()
