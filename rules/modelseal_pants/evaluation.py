@@ -51,7 +51,6 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
     RemovePrefix,
-    Snapshot,
 )
 from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
 from pants.engine.rules import Get, MultiGet, Rule, collect_rules, rule
@@ -73,6 +72,7 @@ from modelseal_pants.evaluation_types import (
     OutputSchemaField,
 )
 from modelseal_pants.isolation import NetworkIsolation, NetworkIsolationRequest
+from modelseal_pants.workspace_files import WorkspaceFiles, WorkspaceFilesRequest
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +140,14 @@ async def read_evaluation(request: EvaluationRequest) -> DeclaredEvaluation:
     data_field = target[EvaluationDataField]
     data = EMPTY_DIGEST
     if data_field.value:
-        snapshot = await Get(Snapshot, PathGlobs, data_field.strict_path_globs())
-        data = snapshot.digest
+        # Read as the weights are (workspace_files.py): evaluation sets can be large too.
+        data_files = await Get(
+            WorkspaceFiles,
+            WorkspaceFilesRequest(
+                data_field.strict_path_globs(), f"the data of {address}", follow_links=True
+            ),
+        )
+        data = data_files.digest
         if address.spec_path:
             data = await Get(Digest, RemovePrefix(data, address.spec_path))
     data = await Get(Digest, AddPrefix(data, DATA_DIR))

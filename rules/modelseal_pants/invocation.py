@@ -212,11 +212,13 @@ class Intake(ToolCommand):
     stat_cache: str
     min_size: int
     paths: tuple[str, ...]
+    follow_links: bool = False
 
     def argv(self) -> tuple[str, ...]:
         return (
             "intake", f"--root={self.root}", f"--store={self.store}",
-            f"--stat-cache={self.stat_cache}", f"--min-size={self.min_size}", *self.paths,
+            f"--stat-cache={self.stat_cache}", f"--min-size={self.min_size}",
+            *(("--follow-links",) if self.follow_links else ()), *self.paths,
         )
 
 

@@ -78,6 +78,8 @@ from modelseal_pants.package_steps import (
 )
 from modelseal_pants.signing import (
     EvaluationForSigning,
+    PublicKeys,
+    PublicKeysRequest,
     SignBundleRequest,
     SignedBundle,
     SigningKeys,
@@ -105,14 +107,17 @@ async def package_model_artifact(
 ) -> BuiltPackage:
     """The steps, in order: check, build model.pex, write the manifest, assemble, sign (train,
     package and sign links, layout, model.sig: `signing.sign_bundle`), archive."""
-    # Together: the check reads the weights (`modelseal intake`), the build info runs git and the
-    # keys are exported, three processes in every session that need nothing from each other.
-    checked, runtime, info, keys, declared = await MultiGet(
+    # Together, first: the processes that run in every session and need nothing from each other.
+    # The check reads the weights (`modelseal intake`), the build info runs git, and the public
+    # keys are exported (signing, at the end, would otherwise wait for that export after the smoke
+    # test; this session's export is memoized and signing takes it).
+    checked, runtime, info, keys, declared, _ = await MultiGet(
         Get(CheckedModelArtifact, ModelArtifactFieldSet, fs),
         Get(RuntimeSources, RuntimeSourcesRequest()),
         Get(BuildInfo, BuildInfoRequest()),
         Get(SigningKeys, SigningKeysRequest()),
         Get(DeclaredEvaluation, EvaluationRequest(fs.address)),
+        Get(PublicKeys, PublicKeysRequest()),
     )
     unowned, resolve = await MultiGet(
         Get(UnownedImports, UnownedImportsRequest(checked.roots, str(fs.address))),

@@ -51,6 +51,7 @@ from modelseal_pants.target_types import (
     TrainingSeedField,
 )
 from modelseal_pants.tool import RuntimeSources, RuntimeSourcesRequest
+from modelseal_pants.workspace_files import WorkspaceFiles, WorkspaceFilesRequest
 
 METRICS_FILE = "metrics.json"
 ENVIRONMENT_FILE = "environment.json"
@@ -88,7 +89,14 @@ class TrainedModel:
 
 
 async def _data_digest(field_set: TrainingFieldSet) -> Digest:
-    sources = await Get(Snapshot, PathGlobs, field_set.data.strict_path_globs())
+    # Read as the weights are (workspace_files.py): datasets can be large.
+    sources = await Get(
+        WorkspaceFiles,
+        WorkspaceFilesRequest(
+            field_set.data.strict_path_globs(), f"the data of {field_set.address}",
+            follow_links=True,
+        ),
+    )
     relative = sources.digest
     if field_set.address.spec_path:
         relative = await Get(Digest, RemovePrefix(relative, field_set.address.spec_path))

@@ -62,6 +62,9 @@ _GLOB_CHARACTERS = re.compile(r"([\[\]*?])")
 class WorkspaceFilesRequest:
     globs: PathGlobs
     description: str  # who asks, for the intake's progress line: "the weights of //a:model"
+    # A symbolic link is read through (datasets), or is an error (weights, which the rule checks
+    # for links first, with a message naming the field).
+    follow_links: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ async def workspace_files(
                 stat_cache=STAT_CACHE_PATH,
                 min_size=PANTS_LARGE_FILE_BYTES,
                 paths=paths.files,
+                follow_links=request.follow_links,
             ),
             EMPTY_DIGEST,
             f"Reading {request.description} ({len(paths.files)} files)",

@@ -126,6 +126,10 @@ def test_a_symbolic_link_or_a_missing_file_is_an_error_naming_it(tmp_path: Path)
         run(root, store, cache, ["link.bin"])
     with pytest.raises(SpecError, match=r"gone\.bin does not exist"):
         run(root, store, cache, ["big.bin", "gone.bin"])
+    # Datasets may be links (Pants' snapshot follows them): then the target's bytes are read.
+    (followed,) = ingest_files(str(root), ["link.bin"], str(store), str(cache), MIN,
+                               follow_links=True)
+    assert followed.sha256 == hashlib.sha256((root / "big.bin").read_bytes()).hexdigest()
 
 
 def test_the_command_prints_the_digests_as_json(

@@ -2,7 +2,8 @@
 (`one_of_each_kind`) packages in one `./pants package` (Pants runs them in parallel), every bundle
 verifies, two predict what their weights say, and `pants dependents` names exactly the models, of
 all 25, a changed dataset or lock alters, as computed from the generator's map (models.json)
-without asking Pants.
+without asking Pants. One more model, with a weight above Pants' large-file size, is packaged twice
+around an in-place rewrite of that weight (issue #17's `modelseal intake`).
 
 In the packaged workspace of conftest.py (`builds`: its clone, environment and pantsd), since
 this test is about the graph and parallel packaging, not isolation: the four Pants runs reuse the
@@ -191,3 +192,65 @@ def test_a_changed_lock_entry_names_every_model_of_that_resolve(workspace: tuple
     importers = {m["address"] for m in index["models"] if numpy in m["requirements"]}
     assert importers and importers < in_resolve
     assert models_in(result.stdout) == importers
+
+
+LARGE = "generated/large"
+LARGE_HANDLER = '''"""Answers with its weight's first bytes: what was packaged is what it reads."""
+
+import os
+
+
+def load(weights_dir):
+    with open(os.path.join(weights_dir, "shard.bin"), "rb") as f:
+        return f.read(16).hex()
+
+
+def predict(model, inputs):
+    return {"head": model}
+'''
+LARGE_BUILD = '''python_sources(name="lib")
+
+model_artifact(
+    name="model",
+    model_name="large",
+    version="1.0.0",
+    entry_point="large.handler",
+    dependencies=[":lib"],
+    weights=["shard.bin", "config.json"],
+    license="Apache-2.0",
+)
+'''
+
+
+def test_large_weights_changed_in_place_are_read_again(workspace: tuple) -> None:
+    """A weight of more than Pants' large-file size reaches the bundle through `modelseal intake`
+    (rules/modelseal_pants/workspace_files.py), in a real `./pants` with its pantsd: the bundle
+    holds its bytes and verifies, and after the file is rewritten in place (same size, same
+    path, other bytes) the next `package` records and ships the new bytes."""
+    repo, env, _ = workspace
+    directory = repo / LARGE
+    directory.mkdir(parents=True)
+    try:
+        (directory / "handler.py").write_text(LARGE_HANDLER)
+        (directory / "BUILD").write_text(LARGE_BUILD)
+        (directory / "config.json").write_text("{}\n")
+        bundle = repo / "dist" / "generated.large" / "model" / "large-1.0.0"
+        for seed in (b"first", b"retrained"):
+            shard = b"".join(hashlib.sha256(seed + i.to_bytes(4, "big")).digest()
+                             for i in range(32 * 1024))  # 1 MiB
+            (directory / "shard.bin").write_bytes(shard)
+            result = run_pants(repo, "package", "verify", f"{LARGE}:model", env=env, pantsd=True)
+            assert result.returncode == 0, result.stderr[-5000:]
+            assert (bundle / "weights" / "shard.bin").read_bytes() == shard
+            manifest = json.loads((bundle / "manifest.json").read_text())
+            entry = next(e for e in manifest["files"] if e["path"] == "weights/shard.bin")
+            assert entry["sha256"] == hashlib.sha256(shard).hexdigest()
+            predicted = subprocess.run(
+                [shutil.which("python3.11") or "python3.11", str(bundle / "model.pex"),
+                 "predict"], input="{}", capture_output=True, text=True, env=env,
+            )
+            assert predicted.returncode == 0, predicted.stderr
+            assert json.loads(predicted.stdout) == {"head": shard[:16].hex()}
+    finally:
+        shutil.rmtree(directory)
+        shutil.rmtree(repo / "dist" / "generated.large", ignore_errors=True)

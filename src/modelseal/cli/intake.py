@@ -35,13 +35,20 @@ def intake_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-size", required=True, type=int, metavar="BYTES",
         help="files smaller than this are left out of the output",
     )
+    parser.add_argument(
+        "--follow-links", action="store_true",
+        help="read the file a symbolic link names (default: a link is an error)",
+    )
     parser.add_argument("paths", nargs="*", metavar="PATH", help="files, relative to --root")
 
 
 def intake(args: argparse.Namespace) -> int:
     from modelseal.format.intake import ingest_files
 
-    files = ingest_files(args.root, list(args.paths), args.store, args.stat_cache, args.min_size)
+    files = ingest_files(
+        args.root, list(args.paths), args.store, args.stat_cache, args.min_size,
+        follow_links=args.follow_links,
+    )
     json.dump(
         {"schema": INTAKE_SCHEMA, "files": [f.to_json() for f in files]},
         sys.stdout, sort_keys=True,

@@ -219,11 +219,14 @@ def _copy_and_hash(source: str, store: str) -> tuple[str, int]:
         raise
 
 
-def _ingest(root: str, relative: str, store: str, cache_dir: str) -> Ingested:
+def _ingest(
+    root: str, relative: str, store: str, cache_dir: str, follow_links: bool
+) -> Ingested:
     absolute = os.path.join(root, relative)
+    status = os.stat if follow_links else os.lstat
     for _ in range(ATTEMPTS):
         try:
-            before = os.lstat(absolute)
+            before = status(absolute)
         except FileNotFoundError:
             raise SpecError(
                 what=f"{relative} does not exist (it was matched, then removed)",
@@ -241,7 +244,7 @@ def _ingest(root: str, relative: str, store: str, cache_dir: str) -> Ingested:
         if known is not None and _in_store(store, known, before.st_size):
             return Ingested(relative, known, before.st_size, executable, read=False)
         sha256, size = _copy_and_hash(absolute, store)
-        after = os.lstat(absolute)
+        after = status(absolute)
         if _stat_key(after) == _stat_key(before) and size == before.st_size:
             _remember(cache_dir, absolute, before, sha256)
             return Ingested(relative, sha256, size, executable, read=True)
@@ -259,10 +262,12 @@ def ingest_files(
     cache_dir: str,
     min_size: int,
     max_workers: int | None = None,
+    follow_links: bool = False,
 ) -> list[Ingested]:
     """Every file of `paths` (relative to `root`) of at least `min_size` bytes, in the order
     given, ingested into `store` on `max_workers` threads (default: one per core); smaller files
-    are left out (the caller snapshots them)."""
+    are left out (the caller snapshots them). A symbolic link is an error unless `follow_links`
+    (then its target is read, as Pants' snapshot does)."""
     large = []
     for relative in paths:
         try:
@@ -272,6 +277,8 @@ def ingest_files(
             large.append(relative)  # _ingest says what is missing
     workers = max(1, min(max_workers or os.cpu_count() or 1, len(large) or 1))
     if workers == 1:
-        return [_ingest(root, p, store, cache_dir) for p in large]
+        return [_ingest(root, p, store, cache_dir, follow_links) for p in large]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda p: _ingest(root, p, store, cache_dir), large))
+        return list(pool.map(
+            lambda p: _ingest(root, p, store, cache_dir, follow_links), large
+        ))
