@@ -87,13 +87,27 @@ def local_store_files(global_options: GlobalOptions) -> str:
                         STORE_FILES)
 
 
-@rule(desc="Reading workspace files", level=LogLevel.DEBUG)
-async def workspace_files(
-    request: WorkspaceFilesRequest, build_root: BuildRoot, global_options: GlobalOptions
-) -> WorkspaceFiles:
-    paths = await Get(Paths, PathGlobs, request.globs)
-    if not paths.files:
-        return WorkspaceFiles(EMPTY_DIGEST, (), ())
+@dataclass(frozen=True)
+class IntakeRequest:
+    paths: tuple[str, ...]
+    description: str
+    follow_links: bool
+
+
+@dataclass(frozen=True)
+class IngestedFiles:
+    """The large files of an `IntakeRequest`, named by the digests the intake computed."""
+
+    entries: tuple[FileEntry, ...]
+
+
+@rule(desc="Reading large workspace files", level=LogLevel.DEBUG)
+async def ingest_large_files(
+    request: IntakeRequest, build_root: BuildRoot, global_options: GlobalOptions
+) -> IngestedFiles:
+    """A rule of its own, whose only input is the list of names: when a new session re-checks the
+    last one's graph, this node is re-run once (its process is per session) and a changed small
+    file, which `workspace_files` snapshots, does not cancel and restart the intake."""
     result = await Get(
         ProcessResult,
         ToolInvocation(
@@ -102,11 +116,11 @@ async def workspace_files(
                 store=local_store_files(global_options),
                 stat_cache=STAT_CACHE_PATH,
                 min_size=PANTS_LARGE_FILE_BYTES,
-                paths=paths.files,
+                paths=request.paths,
                 follow_links=request.follow_links,
             ),
             EMPTY_DIGEST,
-            f"Reading {request.description} ({len(paths.files)} files)",
+            f"Reading {request.description} ({len(request.paths)} files)",
             append_only_caches=FrozenDict({STAT_CACHE_NAME: STAT_CACHE_PATH}),
             cache_scope=ProcessCacheScope.PER_SESSION,
         ),
@@ -115,14 +129,25 @@ async def workspace_files(
     if output.get("schema") != INTAKE_SCHEMA:
         raise ValueError(f"`modelseal intake` answered {output.get('schema')!r}, not "
                          f"{INTAKE_SCHEMA!r}: the tool and the plugin are of different versions")
-    large = {
-        f["path"]: FileEntry(f["path"], FileDigest(f["sha256"], f["size"]), f["executable"])
+    return IngestedFiles(tuple(
+        FileEntry(f["path"], FileDigest(f["sha256"], f["size"]), f["executable"])
         for f in output["files"]
-    }
+    ))
+
+
+@rule(desc="Reading workspace files", level=LogLevel.DEBUG)
+async def workspace_files(request: WorkspaceFilesRequest) -> WorkspaceFiles:
+    paths = await Get(Paths, PathGlobs, request.globs)
+    if not paths.files:
+        return WorkspaceFiles(EMPTY_DIGEST, (), ())
+    ingested = await Get(
+        IngestedFiles, IntakeRequest(paths.files, request.description, request.follow_links)
+    )
+    large = {entry.path for entry in ingested.entries}
     small = [path for path in paths.files if path not in large]
     parts = []
-    if large:
-        parts.append(await Get(Digest, CreateDigest(large.values())))
+    if ingested.entries:
+        parts.append(await Get(Digest, CreateDigest(ingested.entries)))
     if small:
         parts.append(await Get(Digest, PathGlobs(
             (literal_glob(p) for p in small),
@@ -130,7 +155,7 @@ async def workspace_files(
             description_of_origin=request.description,
         )))
     digest = await Get(Digest, MergeDigests(parts))
-    return WorkspaceFiles(digest, paths.files, tuple(large))
+    return WorkspaceFiles(digest, paths.files, tuple(e.path for e in ingested.entries))
 
 
 def rules() -> Iterable[Rule]:
