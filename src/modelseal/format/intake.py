@@ -125,7 +125,7 @@ def _in_store(store: str, sha256: str, size: int) -> bool:
 
 def _copy_segment(source: FileIO, target: FileIO, buffer: bytearray) -> int:
     """Copy up to SEGMENT bytes from `source`'s offset to `target`'s: in the kernel where it
-    can (`copy_file_range`; a loop of `write` calls cost up to seven times its system time
+    can (`copy_file_range`; a loop of `write` calls cost two to ten times its system time
     here), else through `buffer`. Returns the count, 0 at the end."""
     if _KERNEL_COPY[0]:
         try:
