@@ -152,3 +152,27 @@ def test_the_command_prints_the_digests_as_json(
     (root / "config.json").symlink_to(root / "big.bin")
     assert main([*argv[:-4], "config.json"]) == EXIT_SPEC
     assert "config.json is not a regular file" in capsys.readouterr().err
+
+
+def test_a_copy_that_fails_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills mid-copy: the error reaches the caller, and neither a temporary file nor
+    a store entry is left behind."""
+    root, store, cache = tmp_path / "repo", tmp_path / "store", tmp_path / "cache"
+    root.mkdir()
+    (root / "weights.bin").write_bytes(data(2 * SEGMENT, b"full disk"))
+    real = intake._copy_segment
+    calls = []
+
+    def fails_second_time(*args: object) -> int:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(intake, "_copy_segment", fails_second_time)
+    with pytest.raises(OSError, match="No space left"):
+        run(root, store, cache, ["weights.bin"])
+    assert [p.name for p in store.rglob("*") if p.is_file()] == []
+    assert not cache.exists() or not [p for p in cache.rglob("*") if p.is_file()]

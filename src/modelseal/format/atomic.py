@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-__all__ = ["atomic_output", "write_atomic"]
+__all__ = ["atomic_output", "removed_on_failure", "write_atomic"]
 
 # Outputs are meant to be shared and read by others; a temporary file is created 0600.
 OUTPUT_MODE = 0o644
@@ -30,13 +30,21 @@ def atomic_output(path: str | os.PathLike[str], mode: int = OUTPUT_MODE) -> Iter
     fd, temporary = tempfile.mkstemp(
         dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp"
     )
-    try:
+    with removed_on_failure(temporary):
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temporary, mode)
         os.replace(temporary, target)
+
+
+@contextmanager
+def removed_on_failure(temporary: str) -> Iterator[None]:
+    """Remove `temporary` when the block raises: a temporary file must not outlive the write that
+    failed (the block renames it into place when it succeeds)."""
+    try:
+        yield
     except BaseException:
         try:
             os.unlink(temporary)

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from io import FileIO
 
 from modelseal.errors import SpecError
-from modelseal.format.atomic import write_atomic
+from modelseal.format.atomic import removed_on_failure, write_atomic
 from modelseal.format.digests import CHUNK_SIZE
 
 __all__ = ["Ingested", "ingest_files", "store_path"]
@@ -188,7 +188,7 @@ def _copy_and_hash(source: str, store: str) -> tuple[str, int]:
         name="modelseal-intake-hash", daemon=True,
     )
     size = 0
-    try:
+    with removed_on_failure(temporary):
         with open(fd, "wb", buffering=0) as target:
             hasher.start()
             try:
@@ -211,12 +211,6 @@ def _copy_and_hash(source: str, store: str) -> tuple[str, int]:
         os.makedirs(os.path.dirname(final), exist_ok=True)
         os.replace(temporary, final)
         return sha256, size
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _ingest(
