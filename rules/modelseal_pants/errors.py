@@ -25,6 +25,11 @@ class RuntimeDependencyError(OptionError):
     """`[modelseal].runtime` depends on a third-party package, which every model PEX would carry."""
 
 
+class ToolVersionError(OptionError):
+    """The modelseal tool answered in a format this plugin does not know: the `[modelseal]` tool
+    installed is of another release than the plugin."""
+
+
 class SourceDateEpochError(ModelsealPluginError):
     """SOURCE_DATE_EPOCH is set to something other than a whole number of seconds."""
 

@@ -15,7 +15,7 @@ remote caching and the bundle's bytes are unchanged.
 The intake runs in every session (PER_SESSION): Pants' file watcher invalidates a file's
 content, not the list of names this rule depends on, so only the tool's stat check can see that a
 weight changed. When nothing changed it reads no weight (its stat cache, a Pants named cache)
-and costs one short process.
+and costs one short process; a model with no file of that size runs no intake at all.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from pants.option.global_options import GlobalOptions, LocalStoreOptions
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
+from modelseal_pants.errors import ToolVersionError
 from modelseal_pants.invocation import Intake, ToolInvocation
 
 # Pants 2.17's LARGE_FILE_SIZE_LIMIT (src/rust/engine/fs/store/src/local.rs): files of this size
@@ -54,6 +55,8 @@ STORE_FILES = os.path.join("immutable", "files")
 # The named cache of the intake's stat cache, and where it appears in the sandbox.
 STAT_CACHE_NAME = "modelseal_intake"
 STAT_CACHE_PATH = ".cache/modelseal_intake"
+# What `modelseal intake` prints (modelseal.cli.intake.INTAKE_SCHEMA: the plugin imports nothing of
+# the tool, so the two must be changed together).
 INTAKE_SCHEMA = "modelseal.intake/v1"
 _GLOB_CHARACTERS = re.compile(r"([\[\]*?])")
 
@@ -127,22 +130,40 @@ async def ingest_large_files(
     )
     output = json.loads(result.stdout)
     if output.get("schema") != INTAKE_SCHEMA:
-        raise ValueError(f"`modelseal intake` answered {output.get('schema')!r}, not "
-                         f"{INTAKE_SCHEMA!r}: the tool and the plugin are of different versions")
+        raise ToolVersionError(
+            f"`modelseal intake` answered {output.get('schema')!r}, not {INTAKE_SCHEMA!r}: the "
+            "modelseal tool is of another release than the modelseal-pants plugin. Install the "
+            "modelseal of the plugin's own version (docs/adopting.md, \"The tool and its lock\")."
+        )
     return IngestedFiles(tuple(
         FileEntry(f["path"], FileDigest(f["sha256"], f["size"]), f["executable"])
         for f in output["files"]
     ))
 
 
+def _possibly_large(root: str, paths: Iterable[str], follow_links: bool) -> tuple[str, ...]:
+    """The files the intake is asked about: those of Pants' large-file size or more now. Only a
+    routing decision, so a stat from rule code is enough: a file left to Pants' snapshot is named
+    correctly whatever its size, and Pants' watcher re-runs this rule when it changes."""
+    status = os.stat if follow_links else os.lstat
+    large = []
+    for path in paths:
+        try:
+            if status(os.path.join(root, path)).st_size >= PANTS_LARGE_FILE_BYTES:
+                large.append(path)
+        except OSError:
+            pass  # gone meanwhile: Pants' snapshot says so, naming the glob
+    return tuple(large)
+
+
 @rule(desc="Reading workspace files", level=LogLevel.DEBUG)
-async def workspace_files(request: WorkspaceFilesRequest) -> WorkspaceFiles:
+async def workspace_files(request: WorkspaceFilesRequest, build_root: BuildRoot) -> WorkspaceFiles:
     paths = await Get(Paths, PathGlobs, request.globs)
-    if not paths.files:
-        return WorkspaceFiles(EMPTY_DIGEST, (), ())
+    candidates = _possibly_large(build_root.path, paths.files, request.follow_links)
+    # No large file, no process: a model of small files costs nothing per session.
     ingested = await Get(
-        IngestedFiles, IntakeRequest(paths.files, request.description, request.follow_links)
-    )
+        IngestedFiles, IntakeRequest(candidates, request.description, request.follow_links)
+    ) if candidates else IngestedFiles(())
     large = {entry.path for entry in ingested.entries}
     small = [path for path in paths.files if path not in large]
     parts = []
@@ -154,8 +175,8 @@ async def workspace_files(request: WorkspaceFilesRequest) -> WorkspaceFiles:
             glob_match_error_behavior=GlobMatchErrorBehavior.error,
             description_of_origin=request.description,
         )))
-    digest = await Get(Digest, MergeDigests(parts))
-    return WorkspaceFiles(digest, paths.files, tuple(e.path for e in ingested.entries))
+    digest = await Get(Digest, MergeDigests(parts)) if parts else EMPTY_DIGEST
+    return WorkspaceFiles(digest, paths.files, tuple(sorted(large)))
 
 
 def rules() -> Iterable[Rule]:

@@ -80,6 +80,24 @@ def test_the_digest_is_the_one_pants_snapshot_gives(
     assert again.digest == rule_runner.request(Digest, [globs])
     assert store_file(rule_runner, retrained).read_bytes() == retrained
 
+    # A small file grows past the size and a large one shrinks below it: each is then read by the
+    # other way, and the digest is still Pants' own.
+    grown = data(PANTS_LARGE_FILE_BYTES * 2, b"grown")
+    rule_runner.write_files({"models/w/nested/config.json": grown, "models/w/big.bin": "tiny\n"})
+    new_session(rule_runner, tmp_path)
+    swapped = rule_runner.request(WorkspaceFiles, [request])
+    assert swapped.large == ("models/w/nested/config.json", "models/w/nested/run.bin")
+    assert swapped.digest == rule_runner.request(Digest, [globs])
+    assert store_file(rule_runner, grown).read_bytes() == grown
+
+
+def test_small_files_only_are_pants_own_snapshot(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files({"models/s/a.json": "{}\n", "models/s/b/c.txt": "c\n"})
+    globs = PathGlobs(["models/s/**/*"])
+    files = rule_runner.request(WorkspaceFiles, [WorkspaceFilesRequest(globs, "small files")])
+    assert (files.files, files.large) == (("models/s/a.json", "models/s/b/c.txt"), ())
+    assert files.digest == rule_runner.request(Digest, [globs])
+
 
 def test_a_model_with_large_weights_packages_runs_and_records_them(
     rule_runner: RuleRunner,
