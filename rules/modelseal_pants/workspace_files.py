@@ -75,7 +75,6 @@ class WorkspaceFiles:
     """The matched files at their repository paths, and which of them the intake read."""
 
     digest: Digest
-    files: tuple[str, ...]
     large: tuple[str, ...]  # taken in by `modelseal intake`, not by Pants' snapshot
 
 
@@ -176,7 +175,7 @@ async def workspace_files(request: WorkspaceFilesRequest, build_root: BuildRoot)
             description_of_origin=request.description,
         )))
     digest = await Get(Digest, MergeDigests(parts)) if parts else EMPTY_DIGEST
-    return WorkspaceFiles(digest, paths.files, tuple(sorted(large)))
+    return WorkspaceFiles(digest, tuple(sorted(large)))
 
 
 def rules() -> Iterable[Rule]:

@@ -95,8 +95,11 @@ def test_small_files_only_are_pants_own_snapshot(rule_runner: RuleRunner) -> Non
     rule_runner.write_files({"models/s/a.json": "{}\n", "models/s/b/c.txt": "c\n"})
     globs = PathGlobs(["models/s/**/*"])
     files = rule_runner.request(WorkspaceFiles, [WorkspaceFilesRequest(globs, "small files")])
-    assert (files.files, files.large) == (("models/s/a.json", "models/s/b/c.txt"), ())
+    assert files.large == ()
     assert files.digest == rule_runner.request(Digest, [globs])
+    assert [c.path for c in rule_runner.request(DigestContents, [files.digest])] == [
+        "models/s/a.json", "models/s/b/c.txt",
+    ]
 
 
 def test_a_model_with_large_weights_packages_runs_and_records_them(
